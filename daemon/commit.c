@@ -1,0 +1,282 @@
+/*
+ * commit.c -- the group commit (SPEC §5).
+ *
+ * Merged events are queued here as they are read; once per loop iteration
+ * (an event made active when the first one is queued, so it runs after the
+ * read callbacks that were ready) the whole queue goes into one sqlite
+ * transaction, together with the deletes and dead-letter moves the
+ * forwarder asked for since the last one.  Only after the commit returns
+ * are the acks sent.  Many events, one transaction: that keeps sync = full
+ * fast.
+ *
+ * Memory stays bounded: past COMMIT_MAX_BYTES queued, every connection
+ * stops reading until the queue has been committed.  If a commit fails (a
+ * disk fault), nothing is lost: the queue is kept, reading stays paused
+ * and the commit is retried every second; status reports the degraded
+ * state.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/xmalloc.h"
+#include "daemon/errrelayd.h"
+#include "proto/reply.h"
+
+#define COMMIT_MAX_BYTES	(32 * 1024 * 1024)
+#define COMMIT_MAX_EVENTS	20000
+
+struct pending {
+	TAILQ_ENTRY(pending)	 entry;
+	struct conn		*c;	/* holds a reference; NULL: none */
+	struct reply		*r;	/* reply slot, NULL if none */
+	char			*id_json;
+	uint64_t		 lineno;
+	char			*route;
+	char			 event_id[33];
+	char			*body;
+	size_t			 len;
+	double			 received;
+	int			 dup;
+};
+TAILQ_HEAD(pendings, pending);
+
+struct pending_op {
+	int64_t			 id;
+	int			 dead;
+	int			 status;
+	char			*reason;
+};
+
+static struct pendings		 queue = TAILQ_HEAD_INITIALIZER(queue);
+static size_t			 nqueued, qbytes;
+static struct pending_op	*ops;
+static size_t			 nops, opscap;
+static struct event		*ev_commit, *ev_retry;
+static int			 degraded;
+static double			 last_error_log;
+
+static void	commit_cb(evutil_socket_t, short, void *);
+
+void
+commit_init(void)
+{
+	ev_commit = event_new(base, -1, 0, commit_cb, NULL);
+	ev_retry = evtimer_new(base, commit_cb, NULL);
+}
+
+static void
+commit_schedule(void)
+{
+	if (!degraded && !event_pending(ev_commit, EV_TIMEOUT, NULL))
+		event_active(ev_commit, EV_TIMEOUT, 0);
+}
+
+void
+commit_event(struct conn *c, struct reply *r, const char *id_json,
+    uint64_t lineno, const char *route, const char *event_id, char *body,
+    size_t len, double received)
+{
+	struct pending	*p;
+
+	p = xcalloc(1, sizeof *p);
+	p->c = c;
+	c->refs++;
+	p->r = r;
+	p->id_json = id_json != NULL ? xstrdup(id_json) : NULL;
+	p->lineno = lineno;
+	p->route = xstrdup(route);
+	memcpy(p->event_id, event_id, sizeof p->event_id);
+	p->body = body;
+	p->len = len;
+	p->received = received;
+	TAILQ_INSERT_TAIL(&queue, p, entry);
+	nqueued++;
+	qbytes += len;
+	if (qbytes > COMMIT_MAX_BYTES || nqueued > COMMIT_MAX_EVENTS)
+		conn_pause_all(1);
+	commit_schedule();
+}
+
+static struct pending_op *
+commit_op(int64_t id)
+{
+	if (nops == opscap) {
+		opscap = opscap == 0 ? 256 : opscap * 2;
+		ops = xreallocarray(ops, opscap, sizeof *ops);
+	}
+	memset(&ops[nops], 0, sizeof ops[nops]);
+	ops[nops].id = id;
+	return &ops[nops++];
+}
+
+void
+commit_delete(int64_t id)
+{
+	commit_op(id);
+	commit_schedule();
+}
+
+void
+commit_dead(int64_t id, int status, const char *reason)
+{
+	struct pending_op	*op;
+
+	op = commit_op(id);
+	op->dead = 1;
+	op->status = status;
+	op->reason = xstrdup(reason);
+	commit_schedule();
+}
+
+size_t
+commit_queued(void)
+{
+	return nqueued + nops;
+}
+
+int
+commit_degraded(void)
+{
+	return degraded;
+}
+
+/* Write the queue and the ops in one transaction.  0, or -1 on failure. */
+static int
+commit_write(char **cause)
+{
+	struct pending	*p;
+	size_t		 i;
+
+	if (spool_begin(spool, cause) == -1)
+		return -1;
+	TAILQ_FOREACH(p, &queue, entry) {
+		if (spool_put(spool, p->route, p->event_id, p->received,
+		    p->body, p->len, &p->dup, cause) == -1)
+			goto fail;
+	}
+	for (i = 0; i < nops; i++) {
+		if (ops[i].dead) {
+			if (spool_dead_put(spool, ops[i].id, ops[i].status,
+			    ops[i].reason, now_s(), cause) == -1)
+				goto fail;
+		} else if (spool_delete(spool, ops[i].id, cause) == -1)
+			goto fail;
+	}
+	if (spool_commit(spool, cause) == -1)
+		goto fail;
+	return 0;
+fail:
+	spool_rollback(spool);
+	return -1;
+}
+
+/* After a commit: count, ack, release. */
+static void
+commit_done(void)
+{
+	struct pending	*p;
+	struct conn	*c;
+	char		*text;
+	size_t		 len, i;
+
+	while ((p = TAILQ_FIRST(&queue)) != NULL) {
+		TAILQ_REMOVE(&queue, p, entry);
+		if (p->dup)
+			stats.duplicates++;
+		else
+			stats.stored++;
+		c = p->c;
+		if (p->r != NULL) {
+			text = NULL;
+			len = 0;
+			if (p->id_json != NULL)
+				text = reply_ok(p->id_json, p->event_id, &len);
+			conn_reply_fill(c, p->r, text, len);
+		}
+		conn_unref(c);
+		free(p->id_json);
+		free(p->route);
+		free(p->body);
+		free(p);
+	}
+	for (i = 0; i < nops; i++)
+		free(ops[i].reason);
+	nops = 0;
+	nqueued = 0;
+	qbytes = 0;
+}
+
+/*
+ * Commit now.  Returns 0 (also when there was nothing to do), or -1 if the
+ * spool refused: then the queue is kept and retried in a second.
+ */
+int
+commit_run(void)
+{
+	char		*cause = NULL;
+	struct timeval	 one = { 1, 0 };
+	double		 now;
+
+	if (nqueued == 0 && nops == 0)
+		return 0;
+	if (commit_write(&cause) == -1) {
+		stats.commit_errors++;
+		now = now_s();
+		if (!degraded || now - last_error_log >= 60) {
+			log_warnx("spool commit failed (%zu events held, "
+			    "reading paused, retrying every second): %s",
+			    nqueued, cause);
+			last_error_log = now;
+		}
+		free(cause);
+		degraded = 1;
+		conn_pause_all(1);
+		evtimer_add(ev_retry, &one);
+		return -1;
+	}
+	if (degraded)
+		log_info("spool commits work again");
+	degraded = 0;
+	stats.commits++;
+	commit_done();
+	conn_pause_all(0);
+	forward_kick(NULL);
+	return 0;
+}
+
+static void
+commit_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd; (void)events; (void)arg;
+	commit_run();
+	daemon_exit_check();
+}
+
+/* At exit: drop what could not be committed (it was never acked). */
+void
+commit_free(void)
+{
+	struct pending	*p;
+	size_t		 i;
+
+	while ((p = TAILQ_FIRST(&queue)) != NULL) {
+		TAILQ_REMOVE(&queue, p, entry);
+		conn_unref(p->c);
+		free(p->id_json);
+		free(p->route);
+		free(p->body);
+		free(p);
+	}
+	for (i = 0; i < nops; i++)
+		free(ops[i].reason);
+	free(ops);
+	ops = NULL;
+	nops = opscap = 0;
+	if (ev_commit != NULL)
+		event_free(ev_commit);
+	if (ev_retry != NULL)
+		event_free(ev_retry);
+}

@@ -1,0 +1,232 @@
+/*
+ * control.c -- the control socket that errrelayctl talks to.
+ *
+ * Protocol: the client writes one JSON object line {"cmd":"status"}; the
+ * daemon answers one JSON object line and closes.  The socket is mode 0600
+ * and owned by the daemon's user; the peer's uid (SO_PEERCRED) is checked
+ * for commands that change state.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/xmalloc.h"
+#include "daemon/errrelayd.h"
+
+#define CONTROL_MAX_REQUEST	4096
+
+static struct evconnlistener	*control_listener;
+static char			*control_path;
+
+/* The status object of SPEC §6 and §11. */
+static cJSON *
+control_status(void)
+{
+	struct fibers_counts	 fc;
+	struct spool_stats	 ss;
+	cJSON			*o, *c, *rej, *drop, *ev, *sp, *routes;
+	double			 now = now_s();
+	int			 degraded = 0, i;
+
+	fibers_get_counts(fibers, &fc);
+	spool_get_stats(spool, &ss);
+
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "version", PACKAGE_VERSION);
+	cJSON_AddNumberToObject(o, "pid", (double)getpid());
+	cJSON_AddNumberToObject(o, "uptime_s", (double)(int64_t)(now -
+	    start_time));
+	cJSON_AddStringToObject(o, "socket", cfg->socket);
+	cJSON_AddStringToObject(o, "control_socket", cfg->control_socket);
+	cJSON_AddNumberToObject(o, "connections", (double)nconns);
+	cJSON_AddNumberToObject(o, "processes", (double)fc.procs);
+	cJSON_AddNumberToObject(o, "fibers", (double)fc.live);
+
+	c = cJSON_AddObjectToObject(o, "counters");
+	cJSON_AddNumberToObject(c, "received", (double)stats.received);
+	cJSON_AddNumberToObject(c, "accepted", (double)stats.accepted);
+	cJSON_AddNumberToObject(c, "stored", (double)stats.stored);
+	cJSON_AddNumberToObject(c, "duplicates", (double)stats.duplicates);
+	cJSON_AddNumberToObject(c, "delivered", (double)stats.delivered);
+	cJSON_AddNumberToObject(c, "retried", (double)stats.retried);
+	cJSON_AddNumberToObject(c, "dead", (double)stats.dead);
+	rej = cJSON_AddObjectToObject(c, "rejected");
+	for (i = MSG_E_BAD_JSON; i < MSG_E_COUNT; i++)
+		cJSON_AddNumberToObject(rej, msg_err_name((enum msg_err)i),
+		    (double)stats.rejected[i]);
+	drop = cJSON_AddObjectToObject(c, "dropped");
+	cJSON_AddNumberToObject(drop, "overflow",
+	    (double)stats.dropped_overflow);
+	cJSON_AddNumberToObject(drop, "expired", (double)stats.dropped_expired);
+	ev = cJSON_AddObjectToObject(c, "fibers_evicted");
+	cJSON_AddNumberToObject(ev, "lru", (double)fc.evicted_lru);
+	cJSON_AddNumberToObject(ev, "ttl", (double)fc.evicted_ttl);
+	cJSON_AddNumberToObject(ev, "grace", (double)fc.evicted_grace);
+	ev = cJSON_AddObjectToObject(c, "sanitised");
+	cJSON_AddNumberToObject(ev, "tag_values_cut",
+	    (double)stats.merge.tag_values_cut);
+	cJSON_AddNumberToObject(ev, "tag_newlines",
+	    (double)stats.merge.tag_newlines);
+	cJSON_AddNumberToObject(ev, "tag_keys_dropped",
+	    (double)stats.merge.tag_keys_dropped);
+	cJSON_AddNumberToObject(c, "connections_total",
+	    (double)stats.connections_total);
+	cJSON_AddNumberToObject(c, "commits", (double)stats.commits);
+	cJSON_AddNumberToObject(c, "commit_errors", (double)stats.commit_errors);
+
+	sp = cJSON_AddObjectToObject(o, "spool");
+	cJSON_AddStringToObject(sp, "path", cfg->spool);
+	cJSON_AddNumberToObject(sp, "rows", (double)ss.rows);
+	cJSON_AddNumberToObject(sp, "bytes", (double)ss.bytes);
+	cJSON_AddNumberToObject(sp, "oldest_age_s", ss.rows > 0 &&
+	    ss.oldest > 0 ? now - ss.oldest : 0);
+	cJSON_AddNumberToObject(sp, "dead", (double)ss.dead);
+	cJSON_AddNumberToObject(sp, "max_bytes", (double)cfg->max_spool_bytes);
+	cJSON_AddBoolToObject(sp, "write_error", commit_degraded());
+
+	routes = cJSON_AddArrayToObject(o, "routes");
+	forward_status(routes, &degraded);
+	if (commit_degraded() ||
+	    (double)ss.bytes > 0.9 * (double)cfg->max_spool_bytes ||
+	    stats.dropped_overflow > 0 || stats.dropped_expired > 0)
+		degraded = 1;
+	cJSON_AddStringToObject(o, "health", degraded ? "degraded" : "ok");
+	return o;
+}
+
+static void
+control_reply(struct bufferevent *bev, cJSON *o)
+{
+	char	*text;
+
+	text = cJSON_PrintUnformatted(o);
+	if (text == NULL)
+		fatalx("cJSON_PrintUnformatted failed");
+	bufferevent_write(bev, text, strlen(text));
+	bufferevent_write(bev, "\n", 1);
+	free(text);
+	cJSON_Delete(o);
+}
+
+static cJSON *
+control_error(const char *text)
+{
+	cJSON	*o;
+
+	o = cJSON_CreateObject();
+	cJSON_AddBoolToObject(o, "ok", 0);
+	cJSON_AddStringToObject(o, "error", text);
+	return o;
+}
+
+static void
+control_write_cb(struct bufferevent *bev, void *arg)
+{
+	(void)arg;
+	bufferevent_free(bev);
+}
+
+static void
+control_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	(void)what; (void)arg;
+	bufferevent_free(bev);
+}
+
+static void
+control_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct evbuffer	*in = bufferevent_get_input(bev);
+	char		*line;
+	size_t		 len;
+	cJSON		*req, *cmd, *resp;
+
+	(void)arg;
+	line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
+	if (line == NULL) {
+		if (evbuffer_get_length(in) > CONTROL_MAX_REQUEST) {
+			bufferevent_disable(bev, EV_READ);
+			control_reply(bev, control_error("request too long"));
+		}
+		return;
+	}
+	bufferevent_disable(bev, EV_READ);
+	req = cJSON_ParseWithLength(line, len);
+	free(line);
+	cmd = req != NULL ? cJSON_GetObjectItemCaseSensitive(req, "cmd") :
+	    NULL;
+	if (!cJSON_IsString(cmd))
+		resp = control_error("bad request: want {\"cmd\":\"...\"}");
+	else if (strcmp(cmd->valuestring, "status") == 0)
+		resp = control_status();
+	else
+		resp = control_error("unknown command");
+	cJSON_Delete(req);
+	control_reply(bev, resp);
+}
+
+static void
+control_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct bufferevent	*bev;
+	struct timeval		 tv = { 10, 0 };
+
+	(void)l; (void)sa; (void)salen; (void)arg;
+	bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		close(fd);
+		return;
+	}
+	bufferevent_setcb(bev, control_read_cb, control_write_cb,
+	    control_event_cb, NULL);
+	bufferevent_set_timeouts(bev, &tv, &tv);
+	bufferevent_enable(bev, EV_READ);
+}
+
+int
+control_init(char **cause)
+{
+	char	*dir, *slash;
+	int	 fd;
+
+	dir = xstrdup(cfg->control_socket);
+	if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+		*slash = '\0';
+		if (mkdir(dir, 0750) == -1 && errno != EEXIST)
+			log_warn("mkdir %s", dir);
+	}
+	free(dir);
+	fd = listen_unix(cfg->control_socket, 0600, 0, 0, cause);
+	if (fd == -1)
+		return -1;
+	control_listener = evconnlistener_new(base, control_accept_cb, NULL,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (control_listener == NULL) {
+		close(fd);
+		xasprintf(cause, "evconnlistener_new failed");
+		return -1;
+	}
+	control_path = xstrdup(cfg->control_socket);
+	return 0;
+}
+
+void
+control_close(void)
+{
+	if (control_listener != NULL)
+		evconnlistener_free(control_listener);
+	control_listener = NULL;
+	if (control_path != NULL) {
+		unlink(control_path);
+		free(control_path);
+		control_path = NULL;
+	}
+}
