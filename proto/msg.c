@@ -725,8 +725,12 @@ msg_check_event(struct msg *m, struct msg_error *e)
 	if (!cJSON_IsObject(ev))
 		return MSG_BAD(m, e, "event must be an object");
 
+	/*
+	 * A member that is null counts as absent (SDKs send "user": null);
+	 * the merge then fills or skips it.
+	 */
 	item = cJSON_GetObjectItemCaseSensitive(ev, "event_id");
-	if (item != NULL) {
+	if (item != NULL && !cJSON_IsNull(item)) {
 		if (!cJSON_IsString(item) || item->valuestring == NULL ||
 		    msg_event_id_normalise(item->valuestring,
 		    m->event_id) == -1)
@@ -735,10 +739,10 @@ msg_check_event(struct msg *m, struct msg_error *e)
 		m->has_event_id = 1;
 	}
 	item = cJSON_GetObjectItemCaseSensitive(ev, "tags");
-	if (item != NULL && msg_check_tags(m, e, item, "event.tags") == -1)
+	if (item != NULL && !cJSON_IsNull(item) && msg_check_tags(m, e, item, "event.tags") == -1)
 		return -1;
 	item = cJSON_GetObjectItemCaseSensitive(ev, "breadcrumbs");
-	if (item != NULL) {
+	if (item != NULL && !cJSON_IsNull(item)) {
 		values = item;
 		if (cJSON_IsObject(item))
 			values = cJSON_GetObjectItemCaseSensitive(item,
@@ -749,13 +753,15 @@ msg_check_event(struct msg *m, struct msg_error *e)
 	}
 	for (i = 0; i < sizeof strs / sizeof strs[0]; i++) {
 		item = cJSON_GetObjectItemCaseSensitive(ev, strs[i]);
-		if (item != NULL && !cJSON_IsString(item))
+		if (item != NULL && !cJSON_IsNull(item) &&
+		    !cJSON_IsString(item))
 			return MSG_BAD(m, e, "event.%s must be a string",
 			    strs[i]);
 	}
 	for (i = 0; i < sizeof objs / sizeof objs[0]; i++) {
 		item = cJSON_GetObjectItemCaseSensitive(ev, objs[i]);
-		if (item != NULL && !cJSON_IsObject(item))
+		if (item != NULL && !cJSON_IsNull(item) &&
+		    !cJSON_IsObject(item))
 			return MSG_BAD(m, e, "event.%s must be an object",
 			    objs[i]);
 	}
