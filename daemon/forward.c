@@ -7,7 +7,8 @@
  * http upstream POSTs an NDJSON batch; the sentry upstream POSTs one
  * envelope per event.  At most max_inflight requests per route are in
  * flight, all through curlm.c, so nothing blocks the loop (the file
- * upstream writes synchronously, a bounded number of batches per turn).
+ * upstream writes synchronously: one write and one fsync of at most
+ * FORWARD_FILE_TURN batches per loop turn).
  *
  * Outcome of a batch:
  * - 2xx: its rows are deleted (folded into the next spool commit);
@@ -40,7 +41,7 @@
 
 #define FORWARD_BACKOFF_BASE	1.0
 #define FORWARD_BACKOFF_CAP	300.0
-#define FORWARD_FILE_TURN	16	/* file batches per loop turn */
+#define FORWARD_FILE_TURN	16	/* file: batches per write and fsync */
 
 enum route_state {
 	ROUTE_OK,
@@ -494,7 +495,13 @@ forward_next(struct route *r)
 	}
 	if (!r->more)
 		return NULL;
-	max = r->type == UPSTREAM_SENTRY ? 1 : r->batch_size;
+	/* Sentry: one envelope per event; file: one write+fsync per turn. */
+	if (r->type == UPSTREAM_SENTRY)
+		max = 1;
+	else if (r->type == UPSTREAM_FILE)
+		max = r->batch_size * FORWARD_FILE_TURN;
+	else
+		max = r->batch_size;
 	if (spool_take(spool, r->name, r->cursor, max, &rows, &n,
 	    &cause) == -1) {
 		log_warnx("route %s: reading the spool: %s", r->name, cause);
@@ -522,7 +529,7 @@ forward_pump(struct route *r)
 	int		 turns = 0;
 
 	while (r->state == ROUTE_OK && r->inflight < r->max_inflight) {
-		if (r->type == UPSTREAM_FILE && turns++ >= FORWARD_FILE_TURN) {
+		if (r->type == UPSTREAM_FILE && turns++ >= 1) {
 			/* Let the loop breathe; carry on next turn. */
 			event_active(r->kick, EV_TIMEOUT, 0);
 			return;
