@@ -101,6 +101,63 @@ control_status(void)
 	return o;
 }
 
+#define CONTROL_FIBERS_MAX	10000	/* scopes listed in one answer */
+
+struct control_walk {
+	cJSON		*list;
+	size_t		 n;
+	int		 truncated;
+};
+
+static int
+control_fibers_cb(pid_t pid, const char *fiber, const struct scope *s,
+    double last_used, void *arg)
+{
+	struct control_walk	*w = arg;
+	cJSON			*o;
+
+	if (fiber == NULL && scope_empty(s))
+		return 0;	/* an empty process scope says nothing */
+	if (w->n == CONTROL_FIBERS_MAX) {
+		w->truncated = 1;
+		return 1;
+	}
+	o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "pid", (double)pid);
+	if (fiber != NULL)
+		cJSON_AddStringToObject(o, "fiber", fiber);
+	else
+		cJSON_AddNullToObject(o, "fiber");
+	cJSON_AddNumberToObject(o, "idle_s", now_s() - last_used);
+	cJSON_AddItemToObject(o, "scope", scope_to_json(s));
+	cJSON_AddItemToArray(w->list, o);
+	w->n++;
+	return 0;
+}
+
+/*
+ * The live scopes, of one pid or of all (req "pid"): process scopes have
+ * "fiber": null.  At most CONTROL_FIBERS_MAX are listed.
+ */
+static cJSON *
+control_fibers(const cJSON *req)
+{
+	struct control_walk	 w;
+	const cJSON		*pid;
+	cJSON			*o;
+
+	pid = cJSON_GetObjectItemCaseSensitive(req, "pid");
+	o = cJSON_CreateObject();
+	w.list = cJSON_AddArrayToObject(o, "scopes");
+	w.n = 0;
+	w.truncated = 0;
+	fibers_walk(fibers, cJSON_IsNumber(pid) ? (pid_t)pid->valuedouble : 0,
+	    control_fibers_cb, &w);
+	cJSON_AddNumberToObject(o, "count", (double)w.n);
+	cJSON_AddBoolToObject(o, "truncated", w.truncated);
+	return o;
+}
+
 static void
 control_reply(struct bufferevent *bev, cJSON *o)
 {
@@ -166,6 +223,8 @@ control_read_cb(struct bufferevent *bev, void *arg)
 		resp = control_error("bad request: want {\"cmd\":\"...\"}");
 	else if (strcmp(cmd->valuestring, "status") == 0)
 		resp = control_status();
+	else if (strcmp(cmd->valuestring, "fibers") == 0)
+		resp = control_fibers(req);
 	else
 		resp = control_error("unknown command");
 	cJSON_Delete(req);

@@ -38,9 +38,11 @@ struct ctl_cmd {
 };
 
 static int	ctl_status(int, char **);
+static int	ctl_fibers(int, char **);
 
 static const struct ctl_cmd ctl_cmds[] = {
 	{ "status", "status [--json]", ctl_status },
+	{ "fibers", "fibers [--pid N] [--json]", ctl_fibers },
 };
 
 static void __attribute__((noreturn))
@@ -60,11 +62,11 @@ usage(void)
  * one line saying why and exit 2: the daemon did not answer.
  */
 static cJSON *
-ctl_request(const char *cmd)
+ctl_request(const char *req)
 {
 	struct sockaddr_un	 sun;
 	struct timeval		 tv = { 10, 0 };
-	char			*req, *buf = NULL;
+	char			*buf = NULL;
 	size_t			 len = 0, cap = 0;
 	ssize_t			 n;
 	int			 fd;
@@ -89,13 +91,11 @@ ctl_request(const char *cmd)
 		    "(is errrelayd running?)\n", ctl_socket, strerror(errno));
 		exit(CTL_EXIT_NO_DAEMON);
 	}
-	xasprintf(&req, "{\"cmd\":\"%s\"}\n", cmd);
 	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
 		fprintf(stderr, "errrelayctl: %s: write: %s\n", ctl_socket,
 		    strerror(errno));
 		exit(CTL_EXIT_NO_DAEMON);
 	}
-	free(req);
 	for (;;) {
 		if (len + 4096 > cap) {
 			cap = cap == 0 ? 65536 : cap * 2;
@@ -195,7 +195,7 @@ ctl_status(int argc, char **argv)
 		else
 			usage();
 	}
-	o = ctl_request("status");
+	o = ctl_request("{\"cmd\":\"status\"}\n");
 	if (ctl_str(o, "error") != NULL) {
 		fprintf(stderr, "errrelayctl: %s\n", ctl_str(o, "error"));
 		cJSON_Delete(o);
@@ -254,6 +254,67 @@ ctl_status(int argc, char **argv)
 	i = health != NULL && strcmp(health, "ok") == 0 ? 0 : 1;
 	cJSON_Delete(o);
 	return i;
+}
+
+static int
+ctl_fibers(int argc, char **argv)
+{
+	cJSON		*o, *list, *e, *scope;
+	char		*text, *req, *end;
+	long		 pid = 0;
+	int		 json = 0, i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			json = 1;
+		else if (strcmp(argv[i], "--pid") == 0 && i + 1 < argc) {
+			errno = 0;
+			pid = strtol(argv[++i], &end, 10);
+			if (errno != 0 || *end != '\0' || pid <= 0) {
+				fprintf(stderr, "errrelayctl: --pid wants a "
+				    "process id, not %s\n", argv[i]);
+				return CTL_EXIT_NO_DAEMON;
+			}
+		} else
+			usage();
+	}
+	if (pid != 0)
+		xasprintf(&req, "{\"cmd\":\"fibers\",\"pid\":%ld}\n", pid);
+	else
+		xasprintf(&req, "{\"cmd\":\"fibers\"}\n");
+	o = ctl_request(req);
+	free(req);
+	if (ctl_str(o, "error") != NULL) {
+		fprintf(stderr, "errrelayctl: %s\n", ctl_str(o, "error"));
+		cJSON_Delete(o);
+		return CTL_EXIT_NO_DAEMON;
+	}
+	if (json) {
+		text = cJSON_PrintUnformatted(o);
+		printf("%s\n", text);
+		free(text);
+		cJSON_Delete(o);
+		return 0;
+	}
+	list = cJSON_GetObjectItemCaseSensitive(o, "scopes");
+	cJSON_ArrayForEach(e, list) {
+		const char	*fiber = ctl_str(e, "fiber");
+
+		scope = cJSON_GetObjectItemCaseSensitive(e, "scope");
+		text = cJSON_PrintUnformatted(scope);
+		if (fiber != NULL)
+			printf("pid %.0f fiber %s (idle %.0fs): %s\n",
+			    ctl_num(e, "pid"), fiber, ctl_num(e, "idle_s"), text);
+		else
+			printf("pid %.0f process scope: %s\n",
+			    ctl_num(e, "pid"), text);
+		free(text);
+	}
+	printf("%.0f scope(s)%s\n", ctl_num(o, "count"), cJSON_IsTrue(
+	    cJSON_GetObjectItemCaseSensitive(o, "truncated")) ?
+	    ", list truncated" : "");
+	cJSON_Delete(o);
+	return 0;
 }
 
 int

@@ -203,8 +203,14 @@ class Stub:
         by = {}
         for r in self.requests():
             by[r.status] = by.get(r.status, 0) + 1
-        return "port %d, %d requests, by status %r" % (
-            self.port, sum(by.values()), by)
+        reqs = self.requests()
+        each = []
+        for r in reqs[:30]:
+            n = (r.body.count(b"\n") if r.body is not None else "?")
+            each.append("%s %s %s (%s lines, %.3f)" % (
+                r.status, r.method, r.path, n, r.time))
+        return "port %d, %d requests, by status %r:\n  %s" % (
+            self.port, sum(by.values()), by, "\n  ".join(each))
 
     def close(self):
         self.server.shutdown()
