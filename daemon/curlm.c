@@ -66,9 +66,12 @@ curlm_event_cb(evutil_socket_t fd, short kind, void *arg)
 	if (kind & EV_WRITE)
 		action |= CURL_CSELECT_OUT;
 	curl_multi_socket_action(multi, fd, action, &curlm_running);
+	/*
+	 * Unlike hiperfifo, never delete the timer here when nothing runs:
+	 * a done callback may just have added a transfer and armed it.
+	 * libcurl deletes it itself (timeout -1) when it is not needed.
+	 */
 	curlm_check_info();
-	if (curlm_running <= 0 && evtimer_pending(curlm_timer, NULL))
-		evtimer_del(curlm_timer);
 }
 
 static void
