@@ -54,6 +54,9 @@ class Request:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "errrelay-stub/1"
+    # one write per answer, no Nagle: no 40 ms delayed-ACK stalls
+    wbufsize = -1
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):
         pass
@@ -78,6 +81,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self):
         stub = self.server.stub
         raw = self._read_body()
+        with stub._lock:
+            stub._active += 1
+            stub.max_concurrent = max(stub.max_concurrent, stub._active)
+        try:
+            self._answer_request(stub, raw)
+        finally:
+            with stub._lock:
+                stub._active -= 1
+
+    def _answer_request(self, stub, raw):
         req = Request(self.command, self.path, self.headers, raw)
         enc = (self.headers.get("Content-Encoding") or "").strip().lower()
         try:
@@ -115,6 +128,8 @@ class Stub:
         self._status = status
         self._sequence = []
         self._handler = None
+        self._active = 0
+        self.max_concurrent = 0     # most requests being answered at once
         self.extra_headers = dict(extra_headers or {})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True

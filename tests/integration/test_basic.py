@@ -6,13 +6,17 @@
 2. http upstream: 50 acked events all arrive, gzip-encoded, each acked
    event_id delivered exactly once; status --json counts them and the
    spool drains to 0 rows; SIGTERM exits 0.
+3. http upstream with batch_size = 10, max_inflight = 1: a backlog of 200
+   drains request after request, no batch over 10, never two at once.
+4. SIGTERM right after 100 acks: exit 0, and the last flush delivered
+   them all before the exit.
 """
 
 import os
 
-from harness import (Client, Daemon, ack_event, check, counter, is_event_id,
+from harness import (Client, Daemon, check, counter, is_event_id,
                      is_number, log, read_ndjson, run, subdir, wait_until)
-from stub_upstream import Stub
+from stub_upstream import Stub, parse_ndjson
 
 
 def file_upstream():
@@ -122,9 +126,74 @@ def http_upstream():
     check(rc == 0, "SIGTERM: daemon exits 0", rc)
 
 
+def http_backlog():
+    log("== part 3: http upstream, batch_size = 10, max_inflight = 1: "
+        "a backlog of 200 events drains batch after batch")
+    d = subdir("backlog")
+    stub = Stub(200)
+    dm = Daemon({"upstream": {"type": "http",
+                              "url": "http://127.0.0.1:%d/ingest"
+                              % stub.port,
+                              "batch_size": 10, "max_inflight": 1}}, dir=d)
+    dm.start()
+    c = Client(dm.socket)
+    c.hello(ack=True)
+    for i in range(200):
+        c.send({"op": "event", "id": i,
+                "event": {"message": "backlog %d" % i}})
+    acked = set()
+    for i, r in enumerate(c.replies(200, timeout=20)):
+        if r.get("id") != i or r.get("ok") is not True:
+            check(False, "reply %d is {id:%d, ok:true, event_id}" % (i, i), r)
+        acked.add(r.get("event_id"))
+
+    def all_there():
+        got = {e.get("event_id") for e in stub.http_events()}
+        return got if acked <= got else None
+    wait_until(all_there, 20, "all 200 events at the stub, one request "
+               "at a time (each next request is started when the previous "
+               "one ends)")
+    sizes = [len(parse_ndjson(r.body)) for r in stub.requests()]
+    log("events per request: %s" % sizes)
+    check(all(1 <= n <= 10 for n in sizes), "no request carries more "
+          "than batch_size = 10 events", max(sizes))
+    check(len(sizes) >= 20, "200 events took at least 20 requests",
+          len(sizes))
+    check(stub.max_concurrent <= 1, "max_inflight = 1: never two requests "
+          "at once", stub.max_concurrent)
+    c.close()
+    rc = dm.stop()
+    check(rc == 0, "SIGTERM: daemon exits 0", rc)
+
+
+def sigterm_flush():
+    log("== part 4: SIGTERM right after the acks: the last flush delivers")
+    d = subdir("sigterm")
+    stub = Stub(200)
+    dm = Daemon({"upstream": {"type": "http",
+                              "url": "http://127.0.0.1:%d/ingest"
+                              % stub.port}}, dir=d)
+    dm.start()
+    c = Client(dm.socket)
+    c.hello(ack=True)
+    for i in range(100):
+        c.send({"op": "event", "id": i,
+                "event": {"message": "sigterm %d" % i}})
+    acked = {r.get("event_id") for r in c.replies(100, timeout=20)}
+    rc = dm.stop()
+    check(rc == 0, "SIGTERM right after 100 acks: daemon exits 0", rc)
+    got = {e.get("event_id") for e in stub.http_events()}
+    check(acked <= got, "the 100 acked events were delivered before the "
+          "daemon exited (commit, then one last flush)",
+          "%d of 100" % len(acked & got))
+    c.close()
+
+
 def main():
     file_upstream()
     http_upstream()
+    http_backlog()
+    sigterm_flush()
 
 
 if __name__ == "__main__":
