@@ -120,7 +120,8 @@ def wait_until(cond, timeout, what, interval=0.05):
     """Poll cond() until it returns a true value, which is returned.
 
     Fails with a message naming what was awaited if timeout seconds pass.
-    Exceptions from cond() other than Failure count as "not yet".
+    A Failure or AssertionError from cond() (a strict check that did not
+    hold) fails at once; any other exception counts as "not yet".
     """
     deadline = time.monotonic() + timeout
     last_exc = None
@@ -129,7 +130,7 @@ def wait_until(cond, timeout, what, interval=0.05):
             v = cond()
             if v:
                 return v
-        except Failure:
+        except (Failure, AssertionError):
             raise
         except Exception as e:  # not ready yet
             last_exc = e
