@@ -4,7 +4,9 @@
  * A plain blocking program: it connects to the control socket, sends one
  * request line, reads one JSON answer line and prints it.  Its commands sit
  * in a table.  Exit status of status: 0 healthy, 1 degraded, 2 the daemon
- * did not answer (with one line saying why).
+ * did not answer (with one line saying why).  send goes through the data
+ * socket instead, with liberrrelay (clients/c/errrelay.h) like any
+ * application: 0 acked, 1 refused, 2 the daemon did not answer.
  */
 #include "config.h"
 
@@ -21,13 +23,17 @@
 
 #include <cjson/cJSON.h>
 
+#include "clients/c/errrelay.h"
 #include "common/xmalloc.h"
 
 #ifndef RUNSTATEDIR
 #define RUNSTATEDIR "/run"
 #endif
 #define CTL_DEFAULT_SOCKET	RUNSTATEDIR "/errrelay/control.sock"
+#define CTL_DEFAULT_DATA_SOCKET	RUNSTATEDIR "/errrelay.sock"
+#define CTL_EXIT_REFUSED	1
 #define CTL_EXIT_NO_DAEMON	2
+#define CTL_SEND_TIMEOUT_MS	10000
 
 static const char	*ctl_socket = CTL_DEFAULT_SOCKET;
 
@@ -39,10 +45,13 @@ struct ctl_cmd {
 
 static int	ctl_status(int, char **);
 static int	ctl_fibers(int, char **);
+static int	ctl_send(int, char **);
 
 static const struct ctl_cmd ctl_cmds[] = {
 	{ "status", "status [--json]", ctl_status },
 	{ "fibers", "fibers [--pid N] [--json]", ctl_fibers },
+	{ "send", "send [--fiber F] [--app A] [--level L] [--tag k=v]... "
+	    "[--socket DATA_SOCKET] MESSAGE", ctl_send },
 };
 
 static void __attribute__((noreturn))
@@ -58,11 +67,11 @@ usage(void)
 }
 
 /*
- * Send one request and return the parsed answer.  On any failure print
- * one line saying why and exit 2: the daemon did not answer.
+ * Send one request and return the parsed answer, or NULL with *why set to
+ * one line saying what went wrong (the caller frees it).
  */
 static cJSON *
-ctl_request(const char *req)
+ctl_try_request(const char *req, char **why)
 {
 	struct sockaddr_un	 sun;
 	struct timeval		 tv = { 10, 0 };
@@ -72,29 +81,30 @@ ctl_request(const char *req)
 	int			 fd;
 	cJSON			*o;
 
+	*why = NULL;
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
 	if (strlen(ctl_socket) >= sizeof sun.sun_path) {
-		fprintf(stderr, "errrelayctl: %s: socket path too long\n",
-		    ctl_socket);
-		exit(CTL_EXIT_NO_DAEMON);
+		xasprintf(why, "%s: socket path too long", ctl_socket);
+		return NULL;
 	}
 	strcpy(sun.sun_path, ctl_socket);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
-		fprintf(stderr, "errrelayctl: socket: %s\n", strerror(errno));
-		exit(CTL_EXIT_NO_DAEMON);
+		xasprintf(why, "socket: %s", strerror(errno));
+		return NULL;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 	if (connect(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
-		fprintf(stderr, "errrelayctl: cannot connect to %s: %s "
-		    "(is errrelayd running?)\n", ctl_socket, strerror(errno));
-		exit(CTL_EXIT_NO_DAEMON);
+		xasprintf(why, "cannot connect to %s: %s (is errrelayd "
+		    "running?)", ctl_socket, strerror(errno));
+		close(fd);
+		return NULL;
 	}
 	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
-		fprintf(stderr, "errrelayctl: %s: write: %s\n", ctl_socket,
-		    strerror(errno));
-		exit(CTL_EXIT_NO_DAEMON);
+		xasprintf(why, "%s: write: %s", ctl_socket, strerror(errno));
+		close(fd);
+		return NULL;
 	}
 	for (;;) {
 		if (len + 4096 > cap) {
@@ -105,9 +115,11 @@ ctl_request(const char *req)
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1) {
-			fprintf(stderr, "errrelayctl: %s: no answer: %s\n",
-			    ctl_socket, strerror(errno));
-			exit(CTL_EXIT_NO_DAEMON);
+			xasprintf(why, "%s: no answer: %s", ctl_socket,
+			    strerror(errno));
+			close(fd);
+			free(buf);
+			return NULL;
 		}
 		if (n == 0)
 			break;
@@ -117,17 +129,37 @@ ctl_request(const char *req)
 	}
 	close(fd);
 	if (len == 0) {
-		fprintf(stderr, "errrelayctl: %s: the daemon closed the "
-		    "connection without answering\n", ctl_socket);
-		exit(CTL_EXIT_NO_DAEMON);
+		xasprintf(why, "%s: the daemon closed the connection without "
+		    "answering", ctl_socket);
+		free(buf);
+		return NULL;
 	}
 	buf[len] = '\0';
 	if ((o = cJSON_Parse(buf)) == NULL || !cJSON_IsObject(o)) {
-		fprintf(stderr, "errrelayctl: %s: unreadable answer\n",
-		    ctl_socket);
-		exit(CTL_EXIT_NO_DAEMON);
+		xasprintf(why, "%s: unreadable answer", ctl_socket);
+		cJSON_Delete(o);
+		free(buf);
+		return NULL;
 	}
 	free(buf);
+	return o;
+}
+
+/*
+ * Send one request and return the parsed answer.  On any failure print
+ * one line saying why and exit 2: the daemon did not answer.
+ */
+static cJSON *
+ctl_request(const char *req)
+{
+	cJSON	*o;
+	char	*why;
+
+	if ((o = ctl_try_request(req, &why)) == NULL) {
+		fprintf(stderr, "errrelayctl: %s\n", why);
+		free(why);
+		exit(CTL_EXIT_NO_DAEMON);
+	}
 	return o;
 }
 
@@ -315,6 +347,121 @@ ctl_fibers(int argc, char **argv)
 	    ", list truncated" : "");
 	cJSON_Delete(o);
 	return 0;
+}
+
+/*
+ * The data socket to send to: the daemon's own answer to status when the
+ * control socket answers (it knows its configured socket), else the
+ * built-in default.  Returns a string the caller frees.
+ */
+static char *
+ctl_data_socket(void)
+{
+	cJSON		*o;
+	const char	*sock;
+	char		*why, *path;
+
+	if ((o = ctl_try_request("{\"cmd\":\"status\"}\n", &why)) == NULL) {
+		free(why);
+		return xstrdup(CTL_DEFAULT_DATA_SOCKET);
+	}
+	sock = ctl_str(o, "socket");
+	path = xstrdup(sock != NULL && *sock != '\0' ? sock :
+	    CTL_DEFAULT_DATA_SOCKET);
+	cJSON_Delete(o);
+	return path;
+}
+
+/*
+ * send: one test event through the data socket, in ack mode, like any
+ * application would send it.  Prints the acknowledged event_id.  Exit 0
+ * acked, 1 refused (by the daemon, or by the library for a bad argument),
+ * 2 the daemon is down or did not answer; failures print one line.
+ */
+static int
+ctl_send(int argc, char **argv)
+{
+	struct errrelay	*h;
+	cJSON		*ev, *tags = NULL;
+	const char	*fiber = NULL, *app = NULL, *level = "error";
+	const char	*sock = NULL, *msg = NULL, *eq;
+	char		*path, *key, *text, eid[ERRRELAY_EVENT_ID_SIZE];
+	int		 i, kind, rc;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0 && i + 2 == argc)
+			msg = argv[++i];
+		else if (i + 1 == argc && strncmp(argv[i], "--", 2) != 0)
+			msg = argv[i];
+		else if (i + 1 == argc)
+			usage();
+		else if (strcmp(argv[i], "--fiber") == 0)
+			fiber = argv[++i];
+		else if (strcmp(argv[i], "--app") == 0)
+			app = argv[++i];
+		else if (strcmp(argv[i], "--level") == 0)
+			level = argv[++i];
+		else if (strcmp(argv[i], "--socket") == 0)
+			sock = argv[++i];
+		else if (strcmp(argv[i], "--tag") == 0) {
+			i++;
+			if ((eq = strchr(argv[i], '=')) == NULL ||
+			    eq == argv[i]) {
+				fprintf(stderr, "errrelayctl: --tag wants "
+				    "key=value, not %s\n", argv[i]);
+				cJSON_Delete(tags);
+				return CTL_EXIT_NO_DAEMON;
+			}
+			if (tags == NULL)
+				tags = cJSON_CreateObject();
+			key = xstrndup(argv[i], (size_t)(eq - argv[i]));
+			cJSON_DeleteItemFromObjectCaseSensitive(tags, key);
+			cJSON_AddStringToObject(tags, key, eq + 1);
+			free(key);
+		} else
+			usage();
+	}
+	if (msg == NULL)
+		usage();
+
+	if ((ev = cJSON_CreateObject()) == NULL ||
+	    cJSON_AddStringToObject(ev, "message", msg) == NULL ||
+	    cJSON_AddStringToObject(ev, "level", level) == NULL ||
+	    (tags != NULL && !cJSON_AddItemToObject(ev, "tags", tags)) ||
+	    (text = cJSON_PrintUnformatted(ev)) == NULL) {
+		fprintf(stderr, "errrelayctl: out of memory\n");
+		exit(CTL_EXIT_NO_DAEMON);
+	}
+	cJSON_Delete(ev);
+
+	path = sock != NULL ? xstrdup(sock) : ctl_data_socket();
+	if ((h = errrelay_open(path, app, ERRRELAY_ACK | ERRRELAY_LAZY)) ==
+	    NULL) {
+		fprintf(stderr, "errrelayctl: %s: %s\n", path,
+		    errno == EINVAL ? "the app name is not valid UTF-8" :
+		    strerror(errno));
+		free(text);
+		free(path);
+		return errno == EINVAL ? CTL_EXIT_REFUSED : CTL_EXIT_NO_DAEMON;
+	}
+	errrelay_set_timeout(h, CTL_SEND_TIMEOUT_MS);
+	if (errrelay_event(h, fiber, text, eid) == 0) {
+		printf("%s\n", eid);
+		rc = 0;
+	} else {
+		kind = errrelay_errkind(h);
+		fprintf(stderr, "errrelayctl: %s%s\n", errrelay_error(h),
+		    kind == ERRRELAY_E_CONNECT &&
+		    (errrelay_errno(h) == ENOENT ||
+		    errrelay_errno(h) == ECONNREFUSED) ?
+		    " (is errrelayd running?)" : "");
+		rc = kind == ERRRELAY_E_REFUSED || kind == ERRRELAY_E_ARG ?
+		    CTL_EXIT_REFUSED : CTL_EXIT_NO_DAEMON;
+	}
+	errrelay_close(h);
+	free(text);
+	free(path);
+	return rc;
 }
 
 int
