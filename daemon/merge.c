@@ -10,8 +10,11 @@
  * are filled when absent, the tags are sanitised the way Sentry's ingest
  * would otherwise do silently, and every other field of the event passes
  * through untouched.  The event object is changed in place and printed
- * compact.  Pure code: the caller passes the time in; only merge_uuid4
- * reads the kernel's random source.
+ * compact.  The scopes keep their maps as JSON text (see scope.h): each
+ * map a layer has is parsed once here and its members moved into the
+ * result, so a merge costs one parse per map set, no more.  Pure code: the
+ * caller passes the time in; only merge_uuid4 reads the kernel's random
+ * source.
  */
 #include "config.h"
 
@@ -37,6 +40,8 @@ static void	 merge_put(cJSON *, const char *, cJSON *);
 static void	 merge_put_string(cJSON *, const char *, const char *);
 static cJSON	*merge_tag_value(const cJSON *);
 static void	 merge_layer(cJSON *, const cJSON *, int, int);
+static void	 merge_layer_scope(cJSON *, const struct scope *,
+		    enum scope_map);
 static void	 merge_event_tags(cJSON *, const cJSON *);
 static cJSON	*merge_map(enum scope_map, const struct merge_global *,
 		    const struct scope *, const struct scope *, const cJSON *);
@@ -136,6 +141,31 @@ merge_layer(cJSON *dst, const cJSON *layer, int skip_null, int tags)
 }
 
 /*
+ * Lay map i of scope s (NULL, or without that map: nothing) over dst,
+ * key by key.  The stored map is parsed and its members are moved into
+ * dst, each replacing the same key whole (dst, built by merge_put and
+ * this function only, never holds a key twice); stored tag values are
+ * strings already and a stored map holds no null.
+ */
+static void
+merge_layer_scope(cJSON *dst, const struct scope *s, enum scope_map i)
+{
+	cJSON	*layer, *v, *old;
+
+	if (s == NULL || (layer = scope_map_json(s, i)) == NULL)
+		return;
+	while ((v = layer->child) != NULL) {
+		cJSON_DetachItemViaPointer(layer, v);
+		old = cJSON_GetObjectItemCaseSensitive(dst, v->string);
+		if (old != NULL)
+			cJSON_ReplaceItemViaPointer(dst, old, v);
+		else	/* v keeps its key: appending it is enough */
+			cJSON_AddItemToArray(dst, v);
+	}
+	cJSON_Delete(layer);
+}
+
+/*
  * The event's own tags over dst: an object, or Sentry's other form, a
  * list of [key, value] pairs.  Null values are skipped.
  */
@@ -176,10 +206,8 @@ merge_map(enum scope_map i, const struct merge_global *g,
 		merge_oom(__func__);
 	if (tags && g->tags != NULL)
 		merge_layer(dst, g->tags, 1, 1);
-	if (proc != NULL && proc->map[i] != NULL)
-		merge_layer(dst, proc->map[i], 0, tags);
-	if (fiber != NULL && fiber->map[i] != NULL)
-		merge_layer(dst, fiber->map[i], 0, tags);
+	merge_layer_scope(dst, proc, i);
+	merge_layer_scope(dst, fiber, i);
 	if (ev != NULL) {
 		if (tags)
 			merge_event_tags(dst, ev);
@@ -291,11 +319,11 @@ merge_single(cJSON *event, const struct scope *proc,
 	if (v == NULL || cJSON_IsNull(v)) {
 		fp = NULL;
 		if (fiber != NULL && fiber->fingerprint != NULL)
-			fp = fiber->fingerprint;
+			fp = scope_fingerprint_json(fiber);
 		else if (proc != NULL && proc->fingerprint != NULL)
-			fp = proc->fingerprint;
+			fp = scope_fingerprint_json(proc);
 		if (fp != NULL)
-			merge_put(event, "fingerprint", cJSON_Duplicate(fp, 1));
+			merge_put(event, "fingerprint", fp);
 	}
 }
 
@@ -310,21 +338,20 @@ static void
 merge_breadcrumbs(cJSON *event, const struct scope *proc,
     const struct scope *fiber, size_t max)
 {
-	cJSON			*old, *evc = NULL, *values, *wrap, *c, *next;
-	const struct scope_crumb *pc = NULL, *fc = NULL, *take;
-	size_t			 np = 0, nf = 0, ne = 0, total, skip, k = 0;
-	size_t			 ip = 0, ifb = 0;
+	static const struct scope	 none;	/* stands for a missing scope */
+	cJSON				*old, *evc = NULL, *values, *wrap, *c;
+	cJSON				*next;
+	struct scope_crumb		 pc, fc, *take;
+	size_t				 ne = 0, total, skip, k = 0;
+	size_t				 ppos = 0, fpos = 0;
+	int				 hp, hf;
 
-	if (proc != NULL) {
-		pc = proc->crumbs;
-		np = proc->ncrumbs;
-	}
-	if (fiber != NULL) {
-		fc = fiber->crumbs;
-		nf = fiber->ncrumbs;
-	}
+	if (proc == NULL)
+		proc = &none;
+	if (fiber == NULL)
+		fiber = &none;
 	old = cJSON_GetObjectItemCaseSensitive(event, "breadcrumbs");
-	if (old == NULL && np + nf == 0)
+	if (old == NULL && proc->ncrumbs + fiber->ncrumbs == 0)
 		return;
 	if (cJSON_IsArray(old))
 		evc = old;
@@ -336,20 +363,23 @@ merge_breadcrumbs(cJSON *event, const struct scope *proc,
 	if (evc != NULL)
 		ne = (size_t)cJSON_GetArraySize(evc);
 
-	total = np + nf + ne;
+	total = proc->ncrumbs + fiber->ncrumbs + ne;
 	skip = total > max ? total - max : 0;
 	if ((values = cJSON_CreateArray()) == NULL)
 		merge_oom(__func__);
-	while (ip < np || ifb < nf) {
-		if (ifb >= nf || (ip < np && pc[ip].seq <= fc[ifb].seq))
-			take = &pc[ip++];
+	hp = scope_crumb_next(proc, &ppos, &pc);
+	hf = scope_crumb_next(fiber, &fpos, &fc);
+	while (hp || hf) {
+		take = !hf || (hp && pc.seq <= fc.seq) ? &pc : &fc;
+		if (k++ >= skip) {
+			if ((c = cJSON_CreateRaw(take->json)) == NULL)
+				merge_oom(__func__);
+			cJSON_AddItemToArray(values, c);
+		}
+		if (take == &pc)
+			hp = scope_crumb_next(proc, &ppos, &pc);
 		else
-			take = &fc[ifb++];
-		if (k++ < skip)
-			continue;
-		if ((c = cJSON_CreateRaw(take->json)) == NULL)
-			merge_oom(__func__);
-		cJSON_AddItemToArray(values, c);
+			hf = scope_crumb_next(fiber, &fpos, &fc);
 	}
 	if (evc != NULL) {
 		for (c = evc->child; c != NULL; c = next) {

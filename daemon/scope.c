@@ -1,12 +1,22 @@
 /*
  * scope.c -- one scope: the context a process or a fiber has set (SPEC §3).
  *
- * A scope is a handful of cJSON trees and strings, changed only by `set`
- * and `crumb` messages that msg_parse has already validated, so nothing
- * here can fail except allocation, which is fatal.  Breadcrumbs are kept
- * as compact JSON text in an array, oldest first; the cap is small (100 by
- * default), so dropping the oldest is a memmove.  Maps never stay empty:
- * a map whose last key is removed is freed, so scope_empty is cheap.
+ * A scope is changed only by `set` and `crumb` messages that msg_parse has
+ * already validated, so nothing here can fail except allocation, which is
+ * fatal.  The daemon keeps up to max_fibers (100,000) of them, so they are
+ * stored compact rather than as cJSON trees (a tree costs a 64-byte node
+ * plus one or two strings, each its own allocation, per key):
+ * - each map (tags, extra, contexts, user) and the fingerprint is one
+ *   compact JSON text, exactly sized.  A `set` parses only the maps it
+ *   names, applies the keys and prints the map back; a merge parses the
+ *   maps it reads.  Maps never stay empty: a map whose last key is removed
+ *   is freed, so scope_empty is cheap.
+ * - the breadcrumbs are one buffer of records, oldest first, each the
+ *   8-byte receive sequence then the crumb's compact JSON text and its
+ *   NUL.  Appending reallocates the buffer to its exact size; dropping the
+ *   oldest is a memmove (the cap is small, 100 by default).
+ * Printing is cJSON's, and cJSON prints what it parsed the same way, so a
+ * value reads back as it was set (numbers and strings round-trip exactly).
  */
 #include "config.h"
 
@@ -20,6 +30,8 @@
 #include "daemon/scope.h"
 #include "proto/msg.h"
 
+#define SCOPE_SEQ_LEN	sizeof(uint64_t)	/* a crumb record's header */
+
 static const char *const scope_map_names[SCOPE_NMAPS] = {
 	"tags", "extra", "contexts", "user"
 };
@@ -31,9 +43,11 @@ static const enum msg_field scope_map_fields[SCOPE_NMAPS] = {
 
 static cJSON	*scope_dup(const cJSON *);
 static char	*scope_print(const cJSON *);
-static char	*scope_tag_text(const cJSON *);
+static cJSON	*scope_parse(const char *);
+static char	*scope_strdup(const char *);
+static cJSON	*scope_tag_value(const cJSON *);
 static void	 scope_map_set(struct scope *, enum scope_map, const cJSON *);
-static size_t	 scope_json_memory(const cJSON *);
+static size_t	 scope_crumbs_skip(const struct scope *, size_t);
 
 /* A deep copy of item; allocation failure is fatal. */
 static cJSON *
@@ -46,33 +60,63 @@ scope_dup(const cJSON *item)
 	return copy;
 }
 
-/* Compact JSON text of item (caller frees); allocation failure is fatal. */
+/*
+ * Compact JSON text of item, exactly sized and allocated with xmalloc
+ * (caller frees with free); allocation failure is fatal.
+ */
 static char *
 scope_print(const cJSON *item)
 {
-	char	*text;
+	char	*text, *copy;
 
 	if ((text = cJSON_PrintUnformatted(item)) == NULL)
 		fatalx("%s: out of memory", __func__);
-	return text;
-}
-
-/*
- * The text a tag value is stored as: a string as itself, anything else
- * (numbers, booleans) as its compact JSON text.  Returns an xmalloc'd
- * string.
- */
-static char *
-scope_tag_text(const cJSON *v)
-{
-	char	*text, *copy;
-
-	if (cJSON_IsString(v))
-		return xstrdup(v->valuestring);
-	text = scope_print(v);
 	copy = xstrdup(text);
 	cJSON_free(text);
 	return copy;
+}
+
+/*
+ * Parse text the scope printed itself.  It is valid JSON, so a failure
+ * can only be allocation, which is fatal.  Returns a new tree.
+ */
+static cJSON *
+scope_parse(const char *text)
+{
+	cJSON	*item;
+
+	if ((item = cJSON_Parse(text)) == NULL)
+		fatalx("%s: cannot parse stored scope text", __func__);
+	return item;
+}
+
+static char *
+scope_strdup(const char *s)
+{
+	return s == NULL ? NULL : xstrdup(s);
+}
+
+/*
+ * The item a tag value is stored as: a string as itself, anything else
+ * (numbers, booleans) as a string holding its compact JSON text.  Returns
+ * a new item.
+ */
+static cJSON *
+scope_tag_value(const cJSON *v)
+{
+	cJSON	*item;
+	char	*text;
+
+	if (cJSON_IsString(v))
+		item = cJSON_CreateString(v->valuestring);
+	else {
+		text = scope_print(v);
+		item = cJSON_CreateString(text);
+		free(text);
+	}
+	if (item == NULL)
+		fatalx("%s: out of memory", __func__);
+	return item;
 }
 
 void
@@ -87,12 +131,10 @@ scope_clear(struct scope *s)
 	size_t	i;
 
 	for (i = 0; i < SCOPE_NMAPS; i++)
-		cJSON_Delete(s->map[i]);
+		free(s->map[i]);
 	free(s->level);
 	free(s->transaction);
-	cJSON_Delete(s->fingerprint);
-	for (i = 0; i < s->ncrumbs; i++)
-		free(s->crumbs[i].json);
+	free(s->fingerprint);
 	free(s->crumbs);
 	scope_init(s);
 }
@@ -106,22 +148,14 @@ scope_copy(struct scope *dst, const struct scope *src)
 		return;
 	scope_clear(dst);
 	for (i = 0; i < SCOPE_NMAPS; i++)
-		if (src->map[i] != NULL)
-			dst->map[i] = scope_dup(src->map[i]);
-	if (src->level != NULL)
-		dst->level = xstrdup(src->level);
-	if (src->transaction != NULL)
-		dst->transaction = xstrdup(src->transaction);
-	if (src->fingerprint != NULL)
-		dst->fingerprint = scope_dup(src->fingerprint);
-	if (src->ncrumbs > 0) {
-		dst->crumbs = xreallocarray(NULL, src->ncrumbs,
-		    sizeof *dst->crumbs);
-		dst->crumbs_cap = src->ncrumbs;
-		for (i = 0; i < src->ncrumbs; i++) {
-			dst->crumbs[i].seq = src->crumbs[i].seq;
-			dst->crumbs[i].json = xstrdup(src->crumbs[i].json);
-		}
+		dst->map[i] = scope_strdup(src->map[i]);
+	dst->level = scope_strdup(src->level);
+	dst->transaction = scope_strdup(src->transaction);
+	dst->fingerprint = scope_strdup(src->fingerprint);
+	if (src->crumbs_len > 0) {
+		dst->crumbs = xmalloc(src->crumbs_len);
+		memcpy(dst->crumbs, src->crumbs, src->crumbs_len);
+		dst->crumbs_len = src->crumbs_len;
 		dst->ncrumbs = src->ncrumbs;
 	}
 }
@@ -132,7 +166,7 @@ scope_empty(const struct scope *s)
 	size_t	i;
 
 	for (i = 0; i < SCOPE_NMAPS; i++)
-		if (s->map[i] != NULL && s->map[i]->child != NULL)
+		if (s->map[i] != NULL)
 			return 0;
 	return s->level == NULL && s->transaction == NULL &&
 	    s->fingerprint == NULL && s->ncrumbs == 0;
@@ -141,46 +175,43 @@ scope_empty(const struct scope *s)
 /*
  * Merge the object obj into map i key by key: a null value removes the
  * key, any other value replaces the key's old value whole (for contexts,
- * the whole context of that name).  A map left with no key is freed.
+ * the whole context of that name), in its old place; a new key goes at
+ * the end.  The map is parsed, changed and printed back; a map left with
+ * no key is freed.
  */
 static void
 scope_map_set(struct scope *s, enum scope_map i, const cJSON *obj)
 {
 	const cJSON	*v;
-	cJSON		*nv;
+	cJSON		*map, *nv;
+
+	if (s->map[i] != NULL)
+		map = scope_parse(s->map[i]);
+	else if ((map = cJSON_CreateObject()) == NULL)
+		fatalx("%s: out of memory", __func__);
 
 	cJSON_ArrayForEach(v, obj) {
 		if (v->string == NULL)
 			continue;
 		if (cJSON_IsNull(v)) {
-			if (s->map[i] != NULL)
-				cJSON_DeleteItemFromObjectCaseSensitive(
-				    s->map[i], v->string);
+			cJSON_DeleteItemFromObjectCaseSensitive(map,
+			    v->string);
 			continue;
 		}
-		if (i == SCOPE_TAGS) {
-			char	*text = scope_tag_text(v);
-
-			nv = cJSON_CreateString(text);
-			free(text);
-		} else
-			nv = cJSON_Duplicate(v, 1);
-		if (nv == NULL)
-			fatalx("%s: out of memory", __func__);
-		if (s->map[i] == NULL &&
-		    (s->map[i] = cJSON_CreateObject()) == NULL)
-			fatalx("%s: out of memory", __func__);
-		if (cJSON_GetObjectItemCaseSensitive(s->map[i],
-		    v->string) != NULL)
-			cJSON_ReplaceItemInObjectCaseSensitive(s->map[i],
-			    v->string, nv);
+		if (i == SCOPE_TAGS)
+			nv = scope_tag_value(v);
 		else
-			cJSON_AddItemToObject(s->map[i], v->string, nv);
+			nv = scope_dup(v);
+		if (cJSON_GetObjectItemCaseSensitive(map, v->string) != NULL)
+			cJSON_ReplaceItemInObjectCaseSensitive(map, v->string,
+			    nv);
+		else
+			cJSON_AddItemToObject(map, v->string, nv);
 	}
-	if (s->map[i] != NULL && s->map[i]->child == NULL) {
-		cJSON_Delete(s->map[i]);
-		s->map[i] = NULL;
-	}
+
+	free(s->map[i]);
+	s->map[i] = map->child != NULL ? scope_print(map) : NULL;
+	cJSON_Delete(map);
 }
 
 void
@@ -193,7 +224,7 @@ scope_set(struct scope *s, const struct msg *m)
 		if ((f = m->field[scope_map_fields[i]]) == NULL)
 			continue;
 		if (cJSON_IsNull(f)) {
-			cJSON_Delete(s->map[i]);
+			free(s->map[i]);
 			s->map[i] = NULL;
 		} else if (cJSON_IsObject(f))
 			scope_map_set(s, i, f);
@@ -212,11 +243,23 @@ scope_set(struct scope *s, const struct msg *m)
 			s->transaction = xstrdup(f->valuestring);
 	}
 	if ((f = m->field[MSG_F_FINGERPRINT]) != NULL) {
-		cJSON_Delete(s->fingerprint);
+		free(s->fingerprint);
 		s->fingerprint = NULL;
 		if (cJSON_IsArray(f))
-			s->fingerprint = scope_dup(f);
+			s->fingerprint = scope_print(f);
 	}
+}
+
+/* The byte offset of crumb record n (crumbs_len when n is ncrumbs). */
+static size_t
+scope_crumbs_skip(const struct scope *s, size_t n)
+{
+	size_t	off = 0;
+
+	while (n-- > 0)
+		off += SCOPE_SEQ_LEN + strlen(s->crumbs + off +
+		    SCOPE_SEQ_LEN) + 1;
+	return off;
 }
 
 /*
@@ -231,11 +274,12 @@ scope_crumb(struct scope *s, const cJSON *crumb, double now, uint64_t seq,
 {
 	cJSON	*copy, *ts, *num;
 	char	*text;
-	size_t	 drop = 0, i;
+	size_t	 drop = 0, off, len;
 
 	if (max == 0) {
-		for (i = 0; i < s->ncrumbs; i++)
-			free(s->crumbs[i].json);
+		free(s->crumbs);
+		s->crumbs = NULL;
+		s->crumbs_len = 0;
 		s->ncrumbs = 0;
 		return 1;
 	}
@@ -251,68 +295,72 @@ scope_crumb(struct scope *s, const cJSON *crumb, double now, uint64_t seq,
 		else
 			cJSON_AddItemToObject(copy, "timestamp", num);
 	}
-	text = scope_print(copy);
+	if ((text = cJSON_PrintUnformatted(copy)) == NULL)
+		fatalx("%s: out of memory", __func__);
 	cJSON_Delete(copy);
+	len = strlen(text) + 1;
 
 	/* Make room: keep at most max - 1 old crumbs. */
 	if (s->ncrumbs >= max) {
 		drop = s->ncrumbs - (max - 1);
-		for (i = 0; i < drop; i++)
-			free(s->crumbs[i].json);
-		memmove(s->crumbs, s->crumbs + drop,
-		    (s->ncrumbs - drop) * sizeof *s->crumbs);
+		off = scope_crumbs_skip(s, drop);
+		memmove(s->crumbs, s->crumbs + off, s->crumbs_len - off);
+		s->crumbs_len -= off;
 		s->ncrumbs -= drop;
 	}
-	if (s->ncrumbs == s->crumbs_cap) {
-		size_t	ncap = s->crumbs_cap == 0 ? 4 : s->crumbs_cap * 2;
-
-		if (ncap > max)
-			ncap = max;
-		s->crumbs = xreallocarray(s->crumbs, ncap, sizeof *s->crumbs);
-		s->crumbs_cap = ncap;
-	}
-	s->crumbs[s->ncrumbs].seq = seq;
-	s->crumbs[s->ncrumbs].json = xstrdup(text);
+	if (SIZE_MAX - s->crumbs_len < SCOPE_SEQ_LEN + len)
+		fatalx("%s: breadcrumbs too large", __func__);
+	s->crumbs = xrealloc(s->crumbs, s->crumbs_len + SCOPE_SEQ_LEN + len);
+	memcpy(s->crumbs + s->crumbs_len, &seq, SCOPE_SEQ_LEN);
+	memcpy(s->crumbs + s->crumbs_len + SCOPE_SEQ_LEN, text, len);
+	s->crumbs_len += SCOPE_SEQ_LEN + len;
 	s->ncrumbs++;
 	cJSON_free(text);
 	return drop > 0;
 }
 
-/* Rough heap bytes of a cJSON tree. */
-static size_t
-scope_json_memory(const cJSON *item)
+int
+scope_crumb_next(const struct scope *s, size_t *pos, struct scope_crumb *c)
 {
-	const cJSON	*c;
-	size_t		 n;
-
-	if (item == NULL)
+	if (*pos >= s->crumbs_len)
 		return 0;
-	n = sizeof *item;
-	if (item->string != NULL)
-		n += strlen(item->string) + 1;
-	if (item->valuestring != NULL)
-		n += strlen(item->valuestring) + 1;
-	for (c = item->child; c != NULL; c = c->next)
-		n += scope_json_memory(c);
-	return n;
+	memcpy(&c->seq, s->crumbs + *pos, SCOPE_SEQ_LEN);
+	c->json = s->crumbs + *pos + SCOPE_SEQ_LEN;
+	*pos += SCOPE_SEQ_LEN + strlen(c->json) + 1;
+	return 1;
 }
 
+cJSON *
+scope_map_json(const struct scope *s, enum scope_map i)
+{
+	return s->map[i] != NULL ? scope_parse(s->map[i]) : NULL;
+}
+
+cJSON *
+scope_fingerprint_json(const struct scope *s)
+{
+	return s->fingerprint != NULL ? scope_parse(s->fingerprint) : NULL;
+}
+
+/*
+ * The bytes of heap the scope's content takes (allocator overhead not
+ * counted): 0 for an empty scope.
+ */
 size_t
 scope_memory(const struct scope *s)
 {
 	size_t	i, n = 0;
 
 	for (i = 0; i < SCOPE_NMAPS; i++)
-		n += scope_json_memory(s->map[i]);
+		if (s->map[i] != NULL)
+			n += strlen(s->map[i]) + 1;
 	if (s->level != NULL)
 		n += strlen(s->level) + 1;
 	if (s->transaction != NULL)
 		n += strlen(s->transaction) + 1;
-	n += scope_json_memory(s->fingerprint);
-	n += s->crumbs_cap * sizeof *s->crumbs;
-	for (i = 0; i < s->ncrumbs; i++)
-		n += strlen(s->crumbs[i].json) + 1;
-	return n;
+	if (s->fingerprint != NULL)
+		n += strlen(s->fingerprint) + 1;
+	return n + s->crumbs_len;
 }
 
 /*
@@ -324,15 +372,16 @@ scope_memory(const struct scope *s)
 cJSON *
 scope_to_json(const struct scope *s)
 {
-	cJSON	*o, *a, *c;
-	size_t	 i;
+	struct scope_crumb	 c;
+	cJSON			*o, *a;
+	size_t			 i, pos = 0;
 
 	if ((o = cJSON_CreateObject()) == NULL)
 		fatalx("%s: out of memory", __func__);
 	for (i = 0; i < SCOPE_NMAPS; i++)
 		if (s->map[i] != NULL)
 			cJSON_AddItemToObject(o, scope_map_names[i],
-			    scope_dup(s->map[i]));
+			    scope_parse(s->map[i]));
 	if (s->level != NULL &&
 	    cJSON_AddStringToObject(o, "level", s->level) == NULL)
 		fatalx("%s: out of memory", __func__);
@@ -341,16 +390,12 @@ scope_to_json(const struct scope *s)
 		fatalx("%s: out of memory", __func__);
 	if (s->fingerprint != NULL)
 		cJSON_AddItemToObject(o, "fingerprint",
-		    scope_dup(s->fingerprint));
+		    scope_parse(s->fingerprint));
 	if (s->ncrumbs > 0) {
 		if ((a = cJSON_AddArrayToObject(o, "breadcrumbs")) == NULL)
 			fatalx("%s: out of memory", __func__);
-		for (i = 0; i < s->ncrumbs; i++) {
-			/* Our own text: it parses unless memory ran out. */
-			if ((c = cJSON_Parse(s->crumbs[i].json)) == NULL)
-				fatalx("%s: cannot parse a crumb", __func__);
-			cJSON_AddItemToArray(a, c);
-		}
+		while (scope_crumb_next(s, &pos, &c))
+			cJSON_AddItemToArray(a, scope_parse(c.json));
 	}
 	return o;
 }

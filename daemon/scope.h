@@ -3,10 +3,14 @@
  *
  * Pure code: no event loop, no sockets.  A scope holds the four keyed maps
  * (tags, extra, contexts, user), the three single values (level,
- * transaction, fingerprint) and a bounded list of breadcrumbs.  Breadcrumbs
- * are immutable once added, so each is kept as its compact JSON text, with
- * the daemon-wide receive sequence number that lets the merge interleave
- * process and fiber crumbs in the order they arrived.
+ * transaction, fingerprint) and a bounded list of breadcrumbs.  The daemon
+ * keeps up to max_fibers (100,000) scopes, so a scope is stored compact:
+ * each map and the fingerprint as one compact JSON text (one allocation,
+ * parsed only when a `set` changes it or a merge reads it), and all the
+ * breadcrumbs of a scope in one buffer.  Breadcrumbs are immutable once
+ * added, so each is kept as its compact JSON text, with the daemon-wide
+ * receive sequence number that lets the merge interleave process and fiber
+ * crumbs in the order they arrived.
  */
 #ifndef ERRRELAY_SCOPE_H
 #define ERRRELAY_SCOPE_H
@@ -26,25 +30,30 @@ enum scope_map {
 	SCOPE_NMAPS
 };
 
+/* One breadcrumb as scope_crumb_next shows it. */
 struct scope_crumb {
 	uint64_t	 seq;	/* receive order, daemon-wide */
-	char		*json;	/* compact JSON object text, owned */
+	const char	*json;	/* compact JSON object text, in the scope */
 };
 
 /*
- * Invariants: map[i] is NULL or a cJSON object (tags values are strings
- * only); level/transaction NULL or owned strings; fingerprint NULL or an
- * array of strings; crumbs[0..ncrumbs) oldest first, ncrumbs <= the cap
- * that scope_crumb was last given.
+ * Invariants: map[i] is NULL or the compact JSON text of an object with at
+ * least one key (tags values are strings only); level/transaction NULL or
+ * owned strings; fingerprint NULL or the compact JSON text of an array of
+ * strings.  crumbs holds ncrumbs records, oldest first, in exactly
+ * crumbs_len bytes (NULL when there are none): each record is the 8-byte
+ * seq (host order, unaligned) then the crumb's compact JSON text and its
+ * NUL.  ncrumbs <= the cap that scope_crumb was last given.  Read the
+ * maps, the fingerprint and the crumbs through the functions below.
  */
 struct scope {
-	cJSON			*map[SCOPE_NMAPS];
-	char			*level;
-	char			*transaction;
-	cJSON			*fingerprint;
-	struct scope_crumb	*crumbs;
-	size_t			 ncrumbs;
-	size_t			 crumbs_cap;	/* allocated slots */
+	char		*map[SCOPE_NMAPS];
+	char		*level;
+	char		*transaction;
+	char		*fingerprint;
+	char		*crumbs;
+	size_t		 ncrumbs;
+	size_t		 crumbs_len;
 };
 
 void	 scope_init(struct scope *);
@@ -77,5 +86,18 @@ size_t	 scope_memory(const struct scope *);
 
 /* The scope as a JSON object, for `errrelayctl fibers` (caller frees). */
 cJSON	*scope_to_json(const struct scope *);
+
+/* Map i as a new cJSON object (caller frees), or NULL when it is not set. */
+cJSON	*scope_map_json(const struct scope *, enum scope_map);
+/* The fingerprint as a new cJSON array (caller frees), or NULL. */
+cJSON	*scope_fingerprint_json(const struct scope *);
+
+/*
+ * Walk the crumbs, oldest first: start with *pos = 0; each call fills c
+ * and returns 1, or returns 0 after the last.  c->json points into the
+ * scope and stays valid until the scope next changes.
+ */
+int	 scope_crumb_next(const struct scope *, size_t *pos,
+	    struct scope_crumb *c);
 
 #endif

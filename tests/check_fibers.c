@@ -50,16 +50,27 @@ apply_set(struct scope *s, const char *json)
 	cJSON_Delete(m.root);
 }
 
-/* The tag's value in scope s, or NULL. */
+/*
+ * The tag's value in scope s, or NULL.  The tags are parsed afresh each
+ * time; the returned string stays valid until the next call.
+ */
 static const char *
 tag(const struct scope *s, const char *key)
 {
+	static char	 buf[256];
 	const cJSON	*v;
+	cJSON		*tags;
+	const char	*r = NULL;
 
-	if (s == NULL || s->map[SCOPE_TAGS] == NULL)
+	if (s == NULL || (tags = scope_map_json(s, SCOPE_TAGS)) == NULL)
 		return NULL;
-	v = cJSON_GetObjectItemCaseSensitive(s->map[SCOPE_TAGS], key);
-	return cJSON_IsString(v) ? v->valuestring : NULL;
+	v = cJSON_GetObjectItemCaseSensitive(tags, key);
+	if (cJSON_IsString(v) && strlen(v->valuestring) < sizeof buf) {
+		memcpy(buf, v->valuestring, strlen(v->valuestring) + 1);
+		r = buf;
+	}
+	cJSON_Delete(tags);
+	return r;
 }
 
 static struct fibers_counts

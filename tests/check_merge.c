@@ -295,6 +295,62 @@ START_TEST(test_maps_layer_precedence)
 }
 END_TEST
 
+/*
+ * A merge reads the scopes and leaves them as they were: merging twice
+ * gives the same event, and the scopes' JSON views do not change.  Keys
+ * keep their first layer's place: lower layers' keys first, a higher
+ * layer's new keys after them.  Values stored by the scopes come out as
+ * they went in.
+ */
+START_TEST(test_merge_leaves_scopes_alone)
+{
+	static const char	 id[] = "0123456789abcdef0123456789abcdef";
+	cJSON			*pb, *fb, *pa, *fa, *r1, *r2, *tags, *t;
+	const char		*order[] = { "g", "both", "p", "f", "e" };
+	size_t			 i;
+
+	G.tags = cJSON_Parse("{\"g\":\"G\",\"both\":\"G\"}");
+	apply_set(&P, "{\"tags\":{\"p\":\"P\",\"both\":\"P\"},"
+	    "\"extra\":{\"x\":{\"deep\":[1,2.5,\"\\u00e9\\n\"]},\"n\":0.1},"
+	    "\"fingerprint\":[\"fp\"]}");
+	apply_set(&F, "{\"tags\":{\"f\":\"F\",\"both\":\"F\"},"
+	    "\"user\":{\"id\":\"u1\",\"ip_address\":\"10.0.0.1\"}}");
+	add_crumb(&P, "{\"message\":\"p1\"}", 1);
+	add_crumb(&F, "{\"message\":\"f2\"}", 2);
+	pb = scope_to_json(&P);
+	fb = scope_to_json(&F);
+
+	ck_assert_int_eq(try_merge(&P, &F, "{\"tags\":{\"e\":\"E\"}}", id,
+	    &r1), 0);
+	ck_assert_int_eq(try_merge(&P, &F, "{\"tags\":{\"e\":\"E\"}}", id,
+	    &r2), 0);
+	ck_assert(cJSON_Compare(r1, r2, 1));
+
+	pa = scope_to_json(&P);
+	fa = scope_to_json(&F);
+	ck_assert(cJSON_Compare(pa, pb, 1));
+	ck_assert(cJSON_Compare(fa, fb, 1));
+
+	tags = cJSON_GetObjectItemCaseSensitive(r1, "tags");
+	ck_assert_int_eq(cJSON_GetArraySize(tags), 5);
+	for (i = 0, t = tags->child; i < 5; i++, t = t->next)
+		ck_assert_str_eq(t->string, order[i]);
+	ck_assert_str_eq(get_str(r1, "tags", "both"), "F");
+	ck_assert(equals(r1, "extra", "x",
+	    "{\"deep\":[1,2.5,\"\\u00e9\\n\"]}"));
+	ck_assert(equals(r1, "extra", "n", "0.1"));
+	ck_assert_str_eq(get_str(r1, "user", "ip_address"), "10.0.0.1");
+	ck_assert(equals(r1, "fingerprint", NULL, "[\"fp\"]"));
+
+	cJSON_Delete(pb);
+	cJSON_Delete(fb);
+	cJSON_Delete(pa);
+	cJSON_Delete(fa);
+	cJSON_Delete(r1);
+	cJSON_Delete(r2);
+}
+END_TEST
+
 START_TEST(test_null_removes_in_one_layer_only)
 {
 	cJSON	*res;
@@ -850,6 +906,7 @@ merge_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_tags_layer_precedence);
 	tcase_add_test(tc, test_maps_layer_precedence);
+	tcase_add_test(tc, test_merge_leaves_scopes_alone);
 	tcase_add_test(tc, test_null_removes_in_one_layer_only);
 	tcase_add_test(tc, test_contexts_whole_replace);
 	tcase_add_test(tc, test_event_tags_text_and_null);
