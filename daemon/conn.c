@@ -265,6 +265,16 @@ conn_close(struct conn *c)
 	if (c->bev == NULL)
 		return;
 	log_debug("conn %llu: closed", (unsigned long long)c->id);
+	if (shutting_down) {
+		/* Last chance for the acks already made (no waiting). */
+		struct evbuffer	*out = bufferevent_get_output(c->bev);
+		size_t		 len = evbuffer_get_length(out);
+
+		if (len > 0)
+			(void)!send(bufferevent_getfd(c->bev),
+			    evbuffer_pullup(out, -1), len,
+			    MSG_DONTWAIT | MSG_NOSIGNAL);
+	}
 	bufferevent_free(c->bev);
 	c->bev = NULL;
 	/* Replies still waiting for a commit are dropped when it is done. */
@@ -318,18 +328,25 @@ void
 conn_drain_all(void)
 {
 	struct conn	*c, *next;
-	struct evbuffer	*in;
-	int		 n;
+	char		 buf[65536];
+	ssize_t		 n;
+	int		 fd;
 
 	TAILQ_FOREACH_SAFE(c, &conns, entry, next) {
 		if (c->bev == NULL || c->eof)
 			continue;
-		in = bufferevent_get_input(c->bev);
-		do {
-			n = evbuffer_read(in, bufferevent_getfd(c->bev), 65536);
-		} while (n > 0);
 		c->refs++;
 		conn_read_input(c);
+		/*
+		 * Read the socket directly: the bufferevent's input is frozen
+		 * outside its own callbacks.
+		 */
+		fd = bufferevent_getfd(c->bev);
+		while (c->bev != NULL &&
+		    (n = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0) {
+			frame_push(&c->frame, buf, (size_t)n);
+			conn_process(c);
+		}
 		if (c->bev != NULL)
 			bufferevent_disable(c->bev, EV_READ);
 		conn_unref(c);

@@ -119,9 +119,9 @@ main_term_cb(evutil_socket_t sig, short events, void *arg)
 	if (shutting_down)
 		return;
 	log_info("%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
-	shutting_down = 1;
 	listen_close();
-	conn_drain_all();
+	conn_drain_all();	/* what clients already wrote is received */
+	shutting_down = 1;
 	if (commit_run() == -1)
 		log_warnx("shutdown: the last commit failed");
 	forward_flush();

@@ -10,7 +10,12 @@
    drains request after request, no batch over 10, never two at once.
 4. SIGTERM right after 100 acks: exit 0, and the last flush delivered
    them all before the exit.
+5. SIGTERM commits what clients already wrote: with the daemon stopped
+   (SIGSTOP), a client writes 3000 events and closes; SIGTERM + SIGCONT:
+   all 3000 reach the outbox before the exit.
 """
+
+import signal
 
 import os
 
@@ -189,7 +194,31 @@ def sigterm_flush():
     c.close()
 
 
+def sigterm_drain():
+    log("== part 5: SIGTERM commits what the kernel holds for the daemon")
+    d = subdir("drain")
+    outbox = os.path.join(d, "outbox.ndjson")
+    dm = Daemon({"upstream": {"type": "file", "path": outbox}}, dir=d)
+    dm.start()
+    pid = dm.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        c = Client(dm.socket)
+        c.send_raw(b"".join(
+            b'{"op":"event","fiber":%d,"event":{"message":"drain %d"}}\n'
+            % (i, i) for i in range(3000)))
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGCONT)
+    rc = dm.stop()
+    check(rc == 0, "SIGTERM: exit 0", rc)
+    got = {e.get("message") for e in read_ndjson(outbox)}
+    n = sum(1 for i in range(3000) if "drain %d" % i in got)
+    check(n == 3000, "all 3000 events written before SIGTERM delivered", n)
+
+
 def main():
+    sigterm_drain()
     file_upstream()
     http_upstream()
     http_backlog()
