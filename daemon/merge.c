@@ -51,7 +51,6 @@ static void	 merge_single(cJSON *, const struct scope *,
 		    const struct scope *);
 static void	 merge_breadcrumbs(cJSON *, const struct scope *,
 		    const struct scope *, size_t);
-static int	 merge_id_normalise(const char *, char[33]);
 
 static void
 merge_oom(const char *where)
@@ -397,35 +396,6 @@ merge_breadcrumbs(cJSON *event, const struct scope *proc,
 }
 
 /*
- * Normalise an event_id the way msg_parse does (dashes dropped, 32 hex
- * digits, lower case), for an event that reaches us with an id but
- * without its normalised form.  Returns 0 or -1.
- */
-static int
-merge_id_normalise(const char *in, char out[33])
-{
-	size_t	n = 0;
-	char	c;
-
-	for (; *in != '\0'; in++) {
-		c = *in;
-		if (c == '-')
-			continue;
-		if (c >= 'A' && c <= 'F')
-			c = (char)(c - 'A' + 'a');
-		else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-			return -1;
-		if (n == 32)
-			return -1;
-		out[n++] = c;
-	}
-	if (n != 32)
-		return -1;
-	out[32] = '\0';
-	return 0;
-}
-
-/*
  * A buffered pool of kernel randomness: one getrandom(2) per 32 ids
  * (/dev/urandom if the kernel lacks getrandom).  The daemon is single
  * threaded and never forks, so the pool needs no lock.
@@ -504,7 +474,7 @@ merge_event(const struct merge_global *g, const struct scope *proc,
 		memcpy(out_id, event_id, 32);
 		out_id[32] = '\0';
 	} else if (!cJSON_IsString(v) ||
-	    merge_id_normalise(v->valuestring, out_id) == -1)
+	    msg_event_id_normalise(v->valuestring, out_id) == -1)
 		merge_uuid4(out_id);
 	merge_put_string(event, "event_id", out_id);
 
