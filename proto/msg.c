@@ -739,7 +739,19 @@ msg_check_event(struct msg *m, struct msg_error *e)
 		m->has_event_id = 1;
 	}
 	item = cJSON_GetObjectItemCaseSensitive(ev, "tags");
-	if (item != NULL && !cJSON_IsNull(item) && msg_check_tags(m, e, item, "event.tags") == -1)
+	if (cJSON_IsArray(item)) {
+		/* Sentry's other form: a list of [key, value] pairs. */
+		const cJSON	*pair;
+
+		cJSON_ArrayForEach(pair, item) {
+			if (!cJSON_IsArray(pair) ||
+			    cJSON_GetArraySize(pair) != 2 ||
+			    !cJSON_IsString(cJSON_GetArrayItem(pair, 0)) ||
+			    !msg_is_scalar(cJSON_GetArrayItem(pair, 1)))
+				return MSG_BAD(m, e, "event.tags must be an "
+				    "object or a list of [key, value] pairs");
+		}
+	} else if (item != NULL && !cJSON_IsNull(item) && msg_check_tags(m, e, item, "event.tags") == -1)
 		return -1;
 	item = cJSON_GetObjectItemCaseSensitive(ev, "breadcrumbs");
 	if (item != NULL && !cJSON_IsNull(item)) {

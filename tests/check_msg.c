@@ -780,6 +780,11 @@ START_TEST(test_event)
 	    &m);
 	msg_free(&m);
 
+	/* Tags as a list of pairs, Sentry's other form. */
+	ok("{\"op\":\"event\",\"event\":{\"tags\":[[\"a\",\"b\"],[\"n\",2]]}}",
+	    &m);
+	msg_free(&m);
+
 	/* SDKs send null for members they do not have: that is absent. */
 	ok("{\"op\":\"event\",\"event\":{\"event_id\":null,\"tags\":null,"
 	    "\"breadcrumbs\":null,\"level\":null,\"transaction\":null,"
@@ -813,6 +818,10 @@ START_TEST(test_event_bad)
 	    MSG_E_BAD_FIELD, NULL, "tags");
 	bad("{\"op\":\"event\",\"event\":{\"tags\":\"k\"}}", MSG_E_BAD_FIELD,
 	    NULL, "tags");
+	bad("{\"op\":\"event\",\"event\":{\"tags\":[[\"k\"]]}}",
+	    MSG_E_BAD_FIELD, NULL, "tags");
+	bad("{\"op\":\"event\",\"event\":{\"tags\":[[\"k\",{}]]}}",
+	    MSG_E_BAD_FIELD, NULL, "tags");
 	bad("{\"op\":\"event\",\"event\":{\"breadcrumbs\":\"x\"}}",
 	    MSG_E_BAD_FIELD, NULL, "breadcrumbs");
 	bad("{\"op\":\"event\",\"event\":{\"breadcrumbs\":{}}}",
