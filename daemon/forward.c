@@ -16,6 +16,13 @@
  *   kept in memory and the route backs off (full jitter, 1 s doubling to
  *   5 min); the kept batches go first when the wait is over;
  * - any other 4xx: its rows move to the dead-letter table.
+ * Rate limits (SPEC §5, §11 "Delivery"): X-Sentry-Rate-Limits is read on
+ * every response, Retry-After on a 429 (60 s when neither comes; the
+ * Sentry header wins over Retry-After).  A limit for events puts the
+ * route in ROUTE_RATE_LIMITED until its end: nothing is sent meanwhile,
+ * the batch that got the 429 is kept, and forward_flush does not cut the
+ * window short.  A 2xx carrying a limit is delivered and still sets the
+ * window.
  * A route never waits for another: each has its own state and timer.
  * Rows are deleted only after a 2xx, so a restart resends anything not
  * confirmed (at-least-once).
@@ -30,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -38,6 +46,7 @@
 #include "common/xmalloc.h"
 #include "daemon/errrelayd.h"
 #include "daemon/format.h"
+#include "daemon/ratelimit.h"
 
 #define FORWARD_BACKOFF_BASE	1.0
 #define FORWARD_BACKOFF_CAP	300.0
@@ -59,6 +68,8 @@ struct batch {
 	char			*body;
 	size_t			 len;
 	char			 errbuf[CURL_ERROR_SIZE];
+	char			*h_rate_limits;	/* X-Sentry-Rate-Limits */
+	char			*h_retry_after;	/* Retry-After */
 };
 TAILQ_HEAD(batches, batch);
 
@@ -108,6 +119,8 @@ forward_batch_free(struct batch *b)
 		curl_easy_cleanup(b->easy);
 	curl_slist_free_all(b->hdrs);
 	free(b->body);
+	free(b->h_rate_limits);
+	free(b->h_retry_after);
 	spool_rows_free(b->rows, b->n);
 	free(b);
 }
@@ -124,6 +137,61 @@ forward_batch_reset(struct batch *b)
 	free(b->body);
 	b->body = NULL;
 	b->len = 0;
+	free(b->h_rate_limits);
+	b->h_rate_limits = NULL;
+	free(b->h_retry_after);
+	b->h_retry_after = NULL;
+}
+
+/* curl write callback: response bodies are not needed; drop them. */
+static size_t
+forward_discard_cb(char *buf, size_t size, size_t nitems, void *arg)
+{
+	(void)buf; (void)arg;
+	return size * nitems;
+}
+
+/*
+ * curl header callback: keep the rate-limit headers of the last response
+ * in the batch (a new status line forgets those of an interim one).
+ * Returns the number of bytes taken, all of them.
+ */
+static size_t
+forward_header_cb(char *buf, size_t size, size_t nitems, void *arg)
+{
+	struct batch	*b = arg;
+	size_t		 len = size * nitems, nlen;
+	const char	*colon, *v, *e;
+	char		**slot;
+
+	if (len >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
+		free(b->h_rate_limits);
+		b->h_rate_limits = NULL;
+		free(b->h_retry_after);
+		b->h_retry_after = NULL;
+		return len;
+	}
+	if ((colon = memchr(buf, ':', len)) == NULL)
+		return len;
+	nlen = (size_t)(colon - buf);
+	if (nlen == strlen("X-Sentry-Rate-Limits") &&
+	    strncasecmp(buf, "X-Sentry-Rate-Limits", nlen) == 0)
+		slot = &b->h_rate_limits;
+	else if (nlen == strlen("Retry-After") &&
+	    strncasecmp(buf, "Retry-After", nlen) == 0)
+		slot = &b->h_retry_after;
+	else
+		return len;
+	v = colon + 1;
+	e = buf + len;
+	while (v < e && (*v == ' ' || *v == '\t'))
+		v++;
+	while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ' ||
+	    e[-1] == '\t'))
+		e--;
+	free(*slot);
+	*slot = xstrndup(v, (size_t)(e - v));
+	return len;
 }
 
 static void
@@ -224,7 +292,10 @@ forward_kick(const char *name)
 	}
 }
 
-/* errrelayctl flush and shutdown: retry now, skipping the backoff wait. */
+/*
+ * errrelayctl flush and shutdown: retry now, skipping the backoff wait
+ * but never a rate-limit window (SPEC §11).
+ */
 void
 forward_flush(void)
 {
@@ -305,6 +376,63 @@ forward_retry(struct batch *b, const char *why)
 	    why, delay, r->failures);
 }
 
+/*
+ * Open (or lengthen) a rate-limit window of secs seconds on route r: no
+ * request goes out before it ends; the timer reopens the route at its
+ * end.  A shorter limit never cuts a longer window short.
+ */
+static void
+forward_limit(struct route *r, double secs)
+{
+	struct timeval	 tv;
+	double		 until = now_s() + secs;
+
+	if (r->state == ROUTE_RATE_LIMITED && r->retry_at >= until)
+		return;
+	evtimer_del(r->timer);
+	r->state = ROUTE_RATE_LIMITED;
+	r->retry_at = until;
+	/* Timers count from the loop's cached time: never end early. */
+	event_base_update_cache_time(base);
+	tv.tv_sec = (time_t)secs;
+	tv.tv_usec = (suseconds_t)((secs - (double)tv.tv_sec) * 1e6);
+	evtimer_add(r->timer, &tv);
+	log_warnx("route %s: rate limited by the upstream for %.1fs", r->name,
+	    secs);
+}
+
+/* A rate-limited batch: keep it for the end of the window. */
+static void
+forward_limited(struct batch *b, double secs, const char *why)
+{
+	struct route	*r = b->r;
+
+	forward_batch_reset(b);
+	TAILQ_INSERT_HEAD(&r->retry, b, entry);
+	stats.retried += b->n;
+	snprintf(r->last_error, sizeof r->last_error, "%s", why);
+	forward_limit(r, secs);
+}
+
+/*
+ * Seconds for which the response of b limits the route: the
+ * X-Sentry-Rate-Limits header when present, else on a 429 Retry-After,
+ * else on a 429 the default.  0 when no limit applies.
+ */
+static double
+forward_limit_secs(struct batch *b, long status)
+{
+	double	 secs;
+
+	if (b->h_rate_limits != NULL)
+		return ratelimit_sentry(b->h_rate_limits);
+	if (status != 429)
+		return 0;
+	if ((secs = ratelimit_retry_after(b->h_retry_after)) >= 0)
+		return secs;
+	return RATELIMIT_DEFAULT_S;
+}
+
 /* A final refusal: move the rows to the dead-letter table. */
 static void
 forward_dead(struct batch *b, int status, const char *why)
@@ -328,17 +456,26 @@ forward_done_cb(CURL *easy, CURLcode res, long status, void *arg)
 	struct batch	*b = arg;
 	struct route	*r = b->r;
 	char		 why[CURL_ERROR_SIZE + 64];
+	double		 limit = 0;
 
 	(void)easy;
 	TAILQ_REMOVE(&r->flying, b, entry);
 	r->inflight--;
+	if (res == CURLE_OK)
+		limit = forward_limit_secs(b, status);
 	if (res != CURLE_OK) {
 		snprintf(why, sizeof why, "%s", b->errbuf[0] != '\0' ?
 		    b->errbuf : curl_easy_strerror(res));
 		forward_retry(b, why);
-	} else if (status >= 200 && status < 300)
+	} else if (status >= 200 && status < 300) {
 		forward_success(b);
-	else if (status == 408 || status == 429 || status >= 500 ||
+		if (limit > 0)
+			forward_limit(r, limit);
+	} else if (limit > 0 && (status == 408 || status == 429 ||
+	    status >= 500 || status < 400)) {
+		snprintf(why, sizeof why, "HTTP %ld (rate limited)", status);
+		forward_limited(b, limit, why);
+	} else if (status == 408 || status == 429 || status >= 500 ||
 	    status < 400) {
 		snprintf(why, sizeof why, "HTTP %ld%s", status,
 		    status >= 300 && status < 400 ?
@@ -347,6 +484,8 @@ forward_done_cb(CURL *easy, CURLcode res, long status, void *arg)
 	} else {
 		snprintf(why, sizeof why, "HTTP %ld", status);
 		forward_dead(b, (int)status, why);
+		if (limit > 0)
+			forward_limit(r, limit);
 	}
 	forward_pump(r);
 	daemon_exit_check();
@@ -419,6 +558,9 @@ forward_send_http(struct route *r, struct batch *b)
 	curl_easy_setopt(b->easy, CURLOPT_TIMEOUT_MS, r->timeout_ms);
 	curl_easy_setopt(b->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(b->easy, CURLOPT_ERRORBUFFER, b->errbuf);
+	curl_easy_setopt(b->easy, CURLOPT_HEADERFUNCTION, forward_header_cb);
+	curl_easy_setopt(b->easy, CURLOPT_WRITEFUNCTION, forward_discard_cb);
+	curl_easy_setopt(b->easy, CURLOPT_HEADERDATA, b);
 	b->errbuf[0] = '\0';
 	TAILQ_INSERT_TAIL(&r->flying, b, entry);
 	r->inflight++;
