@@ -14,6 +14,14 @@
  * disk fault), nothing is lost: the queue is kept, reading stays paused
  * and the commit is retried every second; status reports the degraded
  * state.
+ *
+ * The spool bounds (SPEC §5) are applied here too.  With overflow =
+ * drop_oldest, a commit that would leave more than max_spool_bytes in the
+ * spool first deletes the oldest rows (lowest ids, possibly ones in flight
+ * to an upstream: their later delete is a no-op) and counts them under
+ * dropped.overflow; with reject, ingest asks commit_queued_bytes before
+ * queueing.  Rows older than max_age are deleted in the next commit after
+ * commit_expire asks for it, counted under dropped.expired.
  */
 #include "config.h"
 
@@ -57,6 +65,9 @@ static size_t			 nops, opscap;
 static struct event		*ev_commit, *ev_retry;
 static int			 degraded;
 static double			 last_error_log;
+static int			 expire_due;
+static double			 last_drop_log;
+static uint64_t			 drops_unlogged;
 
 static void	commit_cb(evutil_socket_t, short, void *);
 
@@ -137,24 +148,96 @@ commit_queued(void)
 	return nqueued + nops;
 }
 
+/* Body bytes queued for the next commit (duplicates included). */
+size_t
+commit_queued_bytes(void)
+{
+	return qbytes;
+}
+
+/*
+ * Ask the next commit to expire rows older than max_age (0: never), and
+ * run one soon if nothing else is queued.
+ */
+void
+commit_expire(void)
+{
+	if (cfg->max_age <= 0)
+		return;
+	expire_due = 1;
+	commit_schedule();
+}
+
+/* Count rows dropped for space; log at most once a minute, with counts. */
+static void
+commit_count_dropped(int64_t rows, int64_t bytes)
+{
+	struct spool_stats	st;
+	double			now;
+
+	if (rows <= 0)
+		return;
+	stats.dropped_overflow += (uint64_t)rows;
+	drops_unlogged += (uint64_t)rows;
+	now = now_s();
+	if (last_drop_log != 0 && now - last_drop_log < 60)
+		return;
+	spool_get_stats(spool, &st);
+	log_warnx("spool full (max_spool_bytes %llu): dropped %llu oldest "
+	    "events since the last report (%lld bytes in the latest commit), "
+	    "%llu in all; spool now %lld events, %lld bytes",
+	    (unsigned long long)cfg->max_spool_bytes,
+	    (unsigned long long)drops_unlogged, (long long)bytes,
+	    (unsigned long long)stats.dropped_overflow, (long long)st.rows,
+	    (long long)st.bytes);
+	drops_unlogged = 0;
+	last_drop_log = now;
+}
+
 int
 commit_degraded(void)
 {
 	return degraded;
 }
 
-/* Write the queue and the ops in one transaction.  0, or -1 on failure. */
+/*
+ * Write the queue and the ops in one transaction, applying the spool
+ * bounds.  After the puts (so that duplicates, which add nothing, do not
+ * count) the oldest rows are dropped while the spool would hold more than
+ * max_spool_bytes; if the queue alone is larger, some of its own rows go
+ * too (they were stored, and are counted as dropped).  *dropped,
+ * *dropped_bytes and *expired say what the transaction removed.  Returns 0,
+ * or -1 on failure (nothing changed).
+ */
 static int
-commit_write(char **cause)
+commit_write(int64_t *dropped, int64_t *dropped_bytes, int64_t *expired,
+    char **cause)
 {
-	struct pending	*p;
-	size_t		 i;
+	struct spool_stats	 st;
+	struct pending		*p;
+	int64_t			 added = 0, excess;
+	size_t			 i;
 
+	*dropped = *dropped_bytes = *expired = 0;
 	if (spool_begin(spool, cause) == -1)
 		return -1;
 	TAILQ_FOREACH(p, &queue, entry) {
 		if (spool_put(spool, p->route, p->event_id, p->received,
 		    p->body, p->len, &p->dup, cause) == -1)
+			goto fail;
+		if (!p->dup)
+			added += (int64_t)p->len;
+	}
+	if (expire_due && cfg->max_age > 0) {
+		if (spool_expire(spool, now_s() - cfg->max_age, expired,
+		    cause) == -1)
+			goto fail;
+	}
+	if (cfg->overflow == OVERFLOW_DROP_OLDEST && added > 0) {
+		spool_get_stats(spool, &st);
+		excess = st.bytes + added - (int64_t)cfg->max_spool_bytes;
+		if (excess > 0 && spool_drop_oldest(spool, excess, dropped,
+		    dropped_bytes, cause) == -1)
 			goto fail;
 	}
 	for (i = 0; i < nops; i++) {
@@ -219,10 +302,11 @@ commit_run(void)
 	char		*cause = NULL;
 	struct timeval	 one = { 1, 0 };
 	double		 now;
+	int64_t		 dropped, dropped_bytes, expired;
 
-	if (nqueued == 0 && nops == 0)
+	if (nqueued == 0 && nops == 0 && !expire_due)
 		return 0;
-	if (commit_write(&cause) == -1) {
+	if (commit_write(&dropped, &dropped_bytes, &expired, &cause) == -1) {
 		stats.commit_errors++;
 		now = now_s();
 		if (!degraded || now - last_error_log >= 60) {
@@ -241,6 +325,14 @@ commit_run(void)
 		log_info("spool commits work again");
 	degraded = 0;
 	stats.commits++;
+	if (expire_due) {
+		expire_due = 0;
+		stats.dropped_expired += (uint64_t)expired;
+		if (expired > 0)
+			log_info("expired %lld events older than max_age "
+			    "(%.0f s)", (long long)expired, cfg->max_age);
+	}
+	commit_count_dropped(dropped, dropped_bytes);
 	commit_done();
 	conn_pause_all(0);
 	forward_kick(NULL);

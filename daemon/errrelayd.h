@@ -138,6 +138,10 @@ void		 commit_dead(int64_t id, int status, const char *reason);
 /* Commit now, synchronously (shutdown). Returns 0 or -1. */
 int		 commit_run(void);
 size_t		 commit_queued(void);
+/* Body bytes queued for the next commit (overflow = reject). */
+size_t		 commit_queued_bytes(void);
+/* Expire rows older than max_age in the next commit (SPEC §5). */
+void		 commit_expire(void);
 int		 commit_degraded(void);
 
 /* forward.c: delivery, per route. */

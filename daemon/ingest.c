@@ -68,6 +68,21 @@ ingest_blank(const char *line, size_t len)
 	return 1;
 }
 
+/*
+ * With overflow = reject: would an event of len bytes take the spool past
+ * max_spool_bytes, counting what is queued for the next commit?
+ */
+static int
+ingest_spool_full(size_t len)
+{
+	struct spool_stats	st;
+	uint64_t		total;
+
+	spool_get_stats(spool, &st);
+	total = (uint64_t)st.bytes + commit_queued_bytes() + len;
+	return total > cfg->max_spool_bytes;
+}
+
 static void
 ingest_event(struct conn *c, struct msg *m, uint64_t lineno, double now)
 {
@@ -95,6 +110,14 @@ ingest_event(struct conn *c, struct msg *m, uint64_t lineno, double now)
 		snprintf(text, sizeof text, "merged event is larger than "
 		    "max_event_bytes (%zu)", cfg->max_event_bytes);
 		ingest_reject(c, m->id_json, lineno, MSG_E_TOO_LARGE, text);
+		return;
+	}
+	if (cfg->overflow == OVERFLOW_REJECT && ingest_spool_full(len)) {
+		free(body);
+		snprintf(text, sizeof text, "the spool is full "
+		    "(max_spool_bytes %llu)",
+		    (unsigned long long)cfg->max_spool_bytes);
+		ingest_reject(c, m->id_json, lineno, MSG_E_SPOOL_FULL, text);
 		return;
 	}
 	route = config_route_for(cfg, c->app);

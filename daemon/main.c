@@ -163,8 +163,17 @@ main_hup_cb(evutil_socket_t sig, short events, void *arg)
 static void
 main_sweep_cb(evutil_socket_t fd, short events, void *arg)
 {
+	struct spool_stats	st;
+	double			now;
+
 	(void)fd; (void)events; (void)arg;
-	fibers_expire(fibers, now_s());
+	now = now_s();
+	fibers_expire(fibers, now);
+	/* max_age (SPEC §5): the next commit expires what is too old. */
+	spool_get_stats(spool, &st);
+	if (cfg->max_age > 0 && st.rows > 0 && st.oldest != 0 &&
+	    st.oldest < now - cfg->max_age)
+		commit_expire();
 }
 
 int

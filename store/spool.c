@@ -61,6 +61,8 @@ enum spool_stmt {
 	SPOOL_ST_REQUEUE,
 	SPOOL_ST_DEAD_DELETE,
 	SPOOL_ST_COUNT_ROUTE,
+	SPOOL_ST_FIRST,
+	SPOOL_ST_EXPIRED,
 	SPOOL_ST_MAX
 };
 
@@ -80,6 +82,8 @@ static const char *const spool_stmt_sql[SPOOL_ST_MAX] = {
 	[SPOOL_ST_REQUEUE] = SQL_REQUEUE,
 	[SPOOL_ST_DEAD_DELETE] = SQL_DEAD_DELETE,
 	[SPOOL_ST_COUNT_ROUTE] = SQL_COUNT_ROUTE,
+	[SPOOL_ST_FIRST] = SQL_FIRST,
+	[SPOOL_ST_EXPIRED] = SQL_EXPIRED,
 };
 
 /*
@@ -110,6 +114,8 @@ static int	spool_need_txn(struct spool *, const char *, char **);
 static void	spool_pending_clear(struct spool *);
 static double	spool_current_oldest(struct spool *);
 static void	spool_removed(struct spool *, double, int64_t);
+static int	spool_remove_next(struct spool *, enum spool_stmt, int *,
+		    int64_t *, const char *, char **);
 static int	spool_event_info(struct spool *, int64_t, double *,
 		    int64_t *, int *, char **);
 static char	*spool_column_dup(sqlite3_stmt *, int, size_t *);
@@ -701,12 +707,95 @@ spool_dead_put(struct spool *sp, int64_t id, int status, const char *reason,
 }
 
 /*
- * Read up to max events of route with id > after, in id order.  *rows is a
- * new array of *n rows (NULL when none) whose route and body strings are
- * copies; free it with spool_rows_free.  Each body is NUL-terminated
- * beyond its len bytes.  Returns 0, or -1 with *cause and nothing
- * allocated.
+ * Step next (SQL_FIRST or SQL_EXPIRED, already bound) for one row, and
+ * delete that row.  *found is 0 when there was none; else *len is its body
+ * length.  Returns 0 or -1 with *cause.
  */
+static int
+spool_remove_next(struct spool *sp, enum spool_stmt st, int *found,
+    int64_t *len, const char *what, char **cause)
+{
+	sqlite3_stmt	*s = sp->stmt[st];
+	double		 received;
+	int64_t		 id;
+	int		 rc;
+
+	*found = 0;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE) {
+		sqlite3_reset(s);
+		return 0;
+	}
+	if (rc != SQLITE_ROW) {
+		spool_error(sp, cause, what);
+		sqlite3_reset(s);
+		return -1;
+	}
+	id = sqlite3_column_int64(s, 0);
+	received = sqlite3_column_double(s, 1);
+	*len = sqlite3_column_int64(s, 2);
+	sqlite3_reset(s);	/* done reading before the table changes */
+
+	sqlite3_bind_int64(sp->stmt[SPOOL_ST_DELETE], 1, id);
+	if (spool_step_done(sp, SPOOL_ST_DELETE, what, cause) == -1)
+		return -1;
+	spool_removed(sp, received, *len);
+	*found = 1;
+	return 0;
+}
+
+/*
+ * Delete the lowest-id rows until bytes_to_free body bytes are gone or the
+ * spool is empty.  Returns 0 or -1; the counts cover the rows deleted
+ * before an error too (the caller rolls back then).
+ */
+int
+spool_drop_oldest(struct spool *sp, int64_t bytes_to_free,
+    int64_t *rows_dropped, int64_t *bytes_dropped, char **cause)
+{
+	int64_t	rows = 0, bytes = 0, len;
+	int	found, rc = 0;
+
+	if (spool_need_txn(sp, "drop oldest", cause) == -1)
+		rc = -1;
+	while (rc == 0 && bytes < bytes_to_free) {
+		rc = spool_remove_next(sp, SPOOL_ST_FIRST, &found, &len,
+		    "drop oldest", cause);
+		if (rc == -1 || !found)
+			break;
+		rows++;
+		bytes += len;
+	}
+	if (rows_dropped != NULL)
+		*rows_dropped = rows;
+	if (bytes_dropped != NULL)
+		*bytes_dropped = bytes;
+	return rc;
+}
+
+/* Delete every row received before older_than.  Returns 0 or -1. */
+int
+spool_expire(struct spool *sp, double older_than, int64_t *rows,
+    char **cause)
+{
+	int64_t	n = 0, len;
+	int	found, rc = 0;
+
+	if (spool_need_txn(sp, "expire", cause) == -1)
+		rc = -1;
+	while (rc == 0) {
+		sqlite3_bind_double(sp->stmt[SPOOL_ST_EXPIRED], 1, older_than);
+		rc = spool_remove_next(sp, SPOOL_ST_EXPIRED, &found, &len,
+		    "expire", cause);
+		if (rc == -1 || !found)
+			break;
+		n++;
+	}
+	if (rows != NULL)
+		*rows = n;
+	return rc;
+}
+
 /* Rows of one route waiting for delivery, or -1 on a read error. */
 int64_t
 spool_count_route(struct spool *sp, const char *route)
@@ -721,6 +810,13 @@ spool_count_route(struct spool *sp, const char *route)
 	return n;
 }
 
+/*
+ * Read up to max events of route with id > after, in id order.  *rows is a
+ * new array of *n rows (NULL when none) whose route and body strings are
+ * copies; free it with spool_rows_free.  Each body is NUL-terminated
+ * beyond its len bytes.  Returns 0, or -1 with *cause and nothing
+ * allocated.
+ */
 int
 spool_take(struct spool *sp, const char *route, int64_t after, int max,
     struct spool_row **rows, size_t *n, char **cause)

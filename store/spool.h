@@ -98,6 +98,20 @@ int		 spool_take(struct spool *, const char *route, int64_t after,
 		     int max, struct spool_row **rows, size_t *n, char **cause);
 void		 spool_rows_free(struct spool_row *, size_t n);
 
+/*
+ * Spool bounds (SPEC §5), inside the open transaction.  spool_drop_oldest
+ * deletes the rows with the lowest ids until at least bytes_to_free body
+ * bytes are gone (or the spool is empty); spool_expire deletes every row
+ * received before older_than (Unix seconds).  The counts (any may be NULL)
+ * say what was removed; like the figures they hold only if the commit
+ * succeeds.  Returns 0, or -1 with *cause.
+ */
+int		 spool_drop_oldest(struct spool *, int64_t bytes_to_free,
+		     int64_t *rows_dropped, int64_t *bytes_dropped,
+		     char **cause);
+int		 spool_expire(struct spool *, double older_than,
+		     int64_t *rows, char **cause);
+
 /* Rows of one route waiting for delivery (-1 on a read error). */
 int64_t		 spool_count_route(struct spool *, const char *route);
 

@@ -99,6 +99,18 @@
 /* Rows waiting for one route (status); walks the (route, id) index. */
 #define SQL_COUNT_ROUTE		"SELECT count(*) FROM events WHERE route = ?1;"
 
+/*
+ * Bounds (spool_drop_oldest, spool_expire): the next row to remove, read
+ * one at a time so that no SELECT runs over a table being changed.
+ * FIRST: lowest id.  EXPIRED: ?1 cutoff, the oldest row received before it.
+ */
+#define SQL_FIRST							\
+	"SELECT id, received, length(body) FROM events"		\
+	"  ORDER BY id LIMIT 1;"
+#define SQL_EXPIRED							\
+	"SELECT id, received, length(body) FROM events"		\
+	"  WHERE received < ?1 ORDER BY received LIMIT 1;"
+
 /* The oldest received time, NULL when the spool is empty. */
 #define SQL_OLDEST		"SELECT min(received) FROM events;"
 

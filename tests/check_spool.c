@@ -1036,6 +1036,172 @@ START_TEST(test_integrity)
 }
 END_TEST
 
+/* -------------------------------------------------------------- bounds */
+
+/*
+ * Drop the oldest by id, not by received time: ids 1..4 with bodies of
+ * 10, 20, 30, 40 bytes; received times out of id order.
+ */
+START_TEST(test_drop_oldest)
+{
+	struct spool		*sp;
+	struct spool_row	*rows;
+	char			*cause = NULL;
+	int64_t			 nrows = -1, nbytes = -1;
+	size_t			 n;
+
+	tmp_setup();
+	sp = open_ok();
+	begin_ok(sp);
+	put_ok(sp, "a", EID_A, 40, "aaaaaaaaaa");
+	put_ok(sp, "b", EID_B, 10, "bbbbbbbbbbbbbbbbbbbb");
+	put_ok(sp, "a", EID_C, 30, "cccccccccccccccccccccccccccccc");
+	put_ok(sp, "a", EID_D, 20,
+	    "dddddddddddddddddddddddddddddddddddddddd");
+	commit_ok(sp);
+	stats_eq(sp, 4, 100, 10, 0);
+
+	/* 25 bytes: the first (10) is not enough, the second makes 30. */
+	begin_ok(sp);
+	ck_assert_int_eq(spool_drop_oldest(sp, 25, &nrows, &nbytes, &cause),
+	    0);
+	ck_assert_int_eq(nrows, 2);
+	ck_assert_int_eq(nbytes, 30);
+	/* Not visible in the figures before the commit. */
+	stats_eq(sp, 4, 100, 10, 0);
+	commit_ok(sp);
+	stats_eq(sp, 2, 70, 20, 0);
+	n = take_ok(sp, "a", 0, 10, &rows);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_str_eq(rows[0].event_id, EID_C);
+	ck_assert_str_eq(rows[1].event_id, EID_D);
+	spool_rows_free(rows, n);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM events"), 2);
+
+	/* Nothing to free: nothing dropped. */
+	begin_ok(sp);
+	ck_assert_int_eq(spool_drop_oldest(sp, 0, &nrows, &nbytes, &cause),
+	    0);
+	ck_assert_int_eq(nrows, 0);
+	ck_assert_int_eq(nbytes, 0);
+	commit_ok(sp);
+	stats_eq(sp, 2, 70, 20, 0);
+
+	/* More than there is: empties the spool, stops there. */
+	begin_ok(sp);
+	ck_assert_int_eq(spool_drop_oldest(sp, 1000, &nrows, &nbytes,
+	    &cause), 0);
+	ck_assert_int_eq(nrows, 2);
+	ck_assert_int_eq(nbytes, 70);
+	commit_ok(sp);
+	stats_eq(sp, 0, 0, 0, 0);
+	spool_close(sp);
+	tmp_teardown();
+}
+END_TEST
+
+/* Rows put in the same transaction count, and a rollback undoes a drop. */
+START_TEST(test_drop_oldest_txn)
+{
+	struct spool	*sp;
+	char		*cause = NULL;
+	int64_t		 nrows = -1, nbytes = -1;
+
+	tmp_setup();
+	sp = open_ok();
+
+	/* Outside a transaction: refused. */
+	ck_assert_int_eq(spool_drop_oldest(sp, 1, &nrows, &nbytes, &cause),
+	    -1);
+	ck_assert_ptr_nonnull(cause);
+	free(cause);
+	cause = NULL;
+
+	begin_ok(sp);
+	put_ok(sp, "a", EID_A, 5, "12345");
+	put_ok(sp, "a", EID_B, 6, "123456");
+	commit_ok(sp);
+
+	begin_ok(sp);
+	ck_assert_int_eq(spool_drop_oldest(sp, 1, &nrows, &nbytes, &cause),
+	    0);
+	ck_assert_int_eq(nrows, 1);
+	ck_assert_int_eq(nbytes, 5);
+	spool_rollback(sp);
+	stats_eq(sp, 2, 11, 5, 0);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM events"), 2);
+
+	/* A new row in the transaction is dropped after the older ones. */
+	begin_ok(sp);
+	put_ok(sp, "a", EID_C, 1, "1234567");
+	ck_assert_int_eq(spool_drop_oldest(sp, 12, &nrows, &nbytes, &cause),
+	    0);
+	ck_assert_int_eq(nrows, 3);
+	ck_assert_int_eq(nbytes, 18);
+	commit_ok(sp);
+	stats_eq(sp, 0, 0, 0, 0);
+	spool_close(sp);
+	tmp_teardown();
+}
+END_TEST
+
+START_TEST(test_expire)
+{
+	struct spool		*sp;
+	struct spool_row	*rows;
+	char			*cause = NULL;
+	int64_t			 n = -1;
+	size_t			 m;
+
+	tmp_setup();
+	sp = open_ok();
+	ck_assert_int_eq(spool_expire(sp, 100, &n, &cause), -1);
+	free(cause);
+	cause = NULL;
+
+	begin_ok(sp);
+	put_ok(sp, "a", EID_A, 300, "a");
+	put_ok(sp, "a", EID_B, 100, "bb");
+	put_ok(sp, "b", EID_C, 99.5, "ccc");
+	put_ok(sp, "a", EID_D, 200, "dddd");
+	commit_ok(sp);
+	stats_eq(sp, 4, 10, 99.5, 0);
+
+	/* Strictly older than the cutoff: 100 itself stays. */
+	begin_ok(sp);
+	ck_assert_int_eq(spool_expire(sp, 100, &n, &cause), 0);
+	ck_assert_int_eq(n, 1);
+	commit_ok(sp);
+	stats_eq(sp, 3, 7, 100, 0);
+
+	begin_ok(sp);
+	ck_assert_int_eq(spool_expire(sp, 250, &n, &cause), 0);
+	ck_assert_int_eq(n, 2);
+	commit_ok(sp);
+	stats_eq(sp, 1, 1, 300, 0);
+	m = take_ok(sp, "a", 0, 10, &rows);
+	ck_assert_uint_eq(m, 1);
+	ck_assert_str_eq(rows[0].event_id, EID_A);
+	spool_rows_free(rows, m);
+
+	/* Nothing old enough: no change. */
+	begin_ok(sp);
+	ck_assert_int_eq(spool_expire(sp, 300, &n, &cause), 0);
+	ck_assert_int_eq(n, 0);
+	commit_ok(sp);
+	stats_eq(sp, 1, 1, 300, 0);
+
+	/* Reopen: the figures read from disk agree. */
+	spool_close(sp);
+	sp = open_ok();
+	stats_eq(sp, 1, 1, 300, 0);
+	spool_close(sp);
+	tmp_teardown();
+}
+END_TEST
+
+/* ------------------------------------------------------------ suite */
+
 static Suite *
 spool_suite(void)
 {
@@ -1068,6 +1234,12 @@ spool_suite(void)
 	tcase_add_test(tc, test_dead_put_list);
 	tcase_add_test(tc, test_requeue_all);
 	tcase_add_test(tc, test_requeue_by_id);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("bounds");
+	tcase_add_test(tc, test_drop_oldest);
+	tcase_add_test(tc, test_drop_oldest_txn);
+	tcase_add_test(tc, test_expire);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("durability");
