@@ -454,6 +454,22 @@ class Client:
         return [self.next_reply(max(0.1, deadline - time.monotonic()))
                 for _ in range(n)]
 
+    def send_events(self, n, label, timeout=20):
+        """Send n events with ids 0..n-1 ("LABEL event I") on an ack
+        connection; fail unless each is answered ok, in order, with an
+        event_id.  Returns the acked event_ids."""
+        for i in range(n):
+            self.send({"op": "event", "id": i,
+                       "event": {"message": "%s event %d" % (label, i)}})
+        acked = []
+        for i, r in enumerate(self.replies(n, timeout=timeout)):
+            if r.get("id") != i or r.get("ok") is not True or \
+                    not is_event_id(r.get("event_id")):
+                fail("reply for event %d should be ok with event_id: %r"
+                     % (i, r))
+            acked.append(r["event_id"])
+        return acked
+
     def pending_replies(self):
         with self._cv:
             return len(self._replies)

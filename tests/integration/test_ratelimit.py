@@ -13,7 +13,7 @@ request inside the window: every later request arrives at or after the
 time of the 429 + window (less 0.05 s of clock slack).
 """
 
-from harness import (Client, Daemon, check, counter, fail, is_event_id,
+from harness import (Client, Daemon, check, counter,
                      is_number, log, run, subdir, wait_until)
 from stub_upstream import Stub
 
@@ -38,16 +38,7 @@ def scenario(name, headers):
     dm.start()
     c = Client(dm.socket)
     c.hello(ack=True)
-    for i in range(N):
-        c.send({"op": "event", "id": i,
-                "event": {"message": "%s event %d" % (name, i)}})
-    acked = []
-    for i, r in enumerate(c.replies(N, timeout=20)):
-        if r.get("id") != i or r.get("ok") is not True or \
-                not is_event_id(r.get("event_id")):
-            fail("reply for event %d should be ok with event_id: %r"
-                 % (i, r))
-        acked.append(r["event_id"])
+    acked = c.send_events(N, name)
     check(len(set(acked)) == N, "%d events acked" % N, len(set(acked)))
 
     def limited():

@@ -10,7 +10,7 @@ degraded), counters.retried >= 1, and the route back to "ok" (exit 0).
 
 import threading
 
-from harness import (Client, Daemon, check, counter, fail, is_event_id,
+from harness import (Client, Daemon, check, counter,
                      is_number, log, run, wait_until)
 from stub_upstream import Stub
 
@@ -34,16 +34,7 @@ def main():
     dm.start()
     c = Client(dm.socket)
     c.hello(ack=True)
-    for i in range(N):
-        c.send({"op": "event", "id": i,
-                "event": {"message": "retry event %d" % i}})
-    acked = []
-    for i, r in enumerate(c.replies(N, timeout=20)):
-        if r.get("id") != i or r.get("ok") is not True or \
-                not is_event_id(r.get("event_id")):
-            fail("reply for event %d should be ok with event_id: %r"
-                 % (i, r))
-        acked.append(r["event_id"])
+    acked = c.send_events(N, "retry")
     check(len(set(acked)) == N, "%d events acked" % N, len(set(acked)))
 
     def in_backoff():
