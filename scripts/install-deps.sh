@@ -6,7 +6,7 @@ set -eu
 PKGS="build-essential autoconf automake pkg-config
 libevent-dev libcurl4-openssl-dev libcjson-dev libsqlite3-dev libinih-dev
 check uthash-dev zlib1g-dev libsystemd-dev python3 socat libtool
-ruby ruby-async ruby-rack"
+ruby ruby-async ruby-rack openssl"
 
 missing=""
 for p in $PKGS; do

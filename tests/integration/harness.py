@@ -20,11 +20,16 @@ What lives here:
 - ``wait_until``: poll a condition until it holds or a deadline passes.
   Every wait in the tests is one of these: no sleep-and-hope.
 - ``check``: print what is checked and what was seen; fail if false.
+- The DSN key rule (SPEC §5): every DSN written into a config registers
+  its key as a secret; errrelayctl output (Daemon.ctl) and, when the test
+  body ends, every daemon log are searched for it, and any hit fails the
+  test.  So each test that uses a DSN checks the rule for free.
 """
 
 import atexit
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -47,6 +52,7 @@ class Failure(Exception):
 _daemons = []
 _stubs = []
 _tmpdir = None
+_secrets = set()
 
 
 def log(msg):
@@ -101,6 +107,48 @@ def subdir(name):
 
 def register_stub(stub):
     _stubs.append(stub)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def dsn_secrets(dsn):
+    """The key (and a legacy secret key) of a DSN URL, or []."""
+    m = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://([^@/]+)@", str(dsn))
+    if m is None:
+        return []
+    return [k for k in m.group(1).split(":") if k]
+
+
+def register_secret(secret):
+    """A string that must never appear in a log line or ctl output."""
+    if secret:
+        _secrets.add(secret)
+
+
+def secrets_in(text):
+    """The registered secrets that occur in text."""
+    return sorted(k for k in _secrets if k in text)
+
+
+def check_no_secrets():
+    """Fail if a registered secret is in any daemon log."""
+    if not _secrets:
+        return
+    for d in _daemons:
+        hit = secrets_in(d.log_text())
+        if hit:
+            fail("a DSN key appears in the daemon log %s: %r"
+                 % (d.logpath, hit))
+    log("ok: no DSN key in the log of %d daemon(s) (%d key(s) checked)"
+        % (len(_daemons), len(_secrets)))
 
 
 def binaries():
@@ -184,6 +232,7 @@ def run(main, deadline=60):
     rc = 0
     try:
         main()
+        check_no_secrets()
         log("PASS: %s (%.1fs)" % (name, time.monotonic() - t0))
     except (Failure, AssertionError) as e:
         signal.alarm(0)
@@ -242,6 +291,9 @@ class Daemon:
             lines.append("[%s]" % sec)
             for k, v in kv.items():
                 lines.append("%s = %s" % (k, v))
+                if k == "dsn":
+                    for key in dsn_secrets(v):
+                        register_secret(key)
             lines.append("")
         with open(self.confpath, "w") as f:
             f.write("\n".join(lines))
@@ -330,8 +382,13 @@ class Daemon:
         except subprocess.TimeoutExpired:
             fail("errrelayctl %s did not finish in %ds" % (" ".join(args),
                                                            timeout))
-        return (p.returncode, p.stdout.decode("utf-8", "replace"),
-                p.stderr.decode("utf-8", "replace"))
+        out = p.stdout.decode("utf-8", "replace")
+        err = p.stderr.decode("utf-8", "replace")
+        hit = secrets_in(out + err)
+        if hit:
+            fail("errrelayctl %s printed a DSN key %r" % (" ".join(args),
+                                                         hit))
+        return (p.returncode, out, err)
 
     def status(self, with_rc=False):
         """status --json, parsed.  Fails unless rc is 0 or 1."""

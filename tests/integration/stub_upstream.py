@@ -21,6 +21,7 @@ delivered.
 import gzip
 import json
 import re
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -121,8 +122,23 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = _serve
 
 
+class _Server(ThreadingHTTPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # a connection that failed (a TLS handshake the client refused):
+        # counted, not printed
+        with self.stub._lock:
+            self.stub.conn_errors += 1
+
+
 class Stub:
-    def __init__(self, status=200, extra_headers=None):
+    """port: 0 lets the kernel choose; a given port lets a test refuse
+    connections first (nothing listening) and start the stub there later.
+    tls: (certfile, keyfile) to serve HTTPS instead of HTTP."""
+
+    def __init__(self, status=200, extra_headers=None, port=0, tls=None):
         self._lock = threading.Lock()
         self._requests = []
         self._status = status
@@ -131,8 +147,14 @@ class Stub:
         self._active = 0
         self.max_concurrent = 0     # most requests being answered at once
         self.extra_headers = dict(extra_headers or {})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.server.daemon_threads = True
+        self.conn_errors = 0       # connections that failed (TLS)
+        self.server = _Server(("127.0.0.1", port), _Handler)
+        if tls is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tls[0], tls[1])
+            self.server.socket = ctx.wrap_socket(
+                self.server.socket, server_side=True,
+                do_handshake_on_connect=False)
         self.server.stub = self
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever,
