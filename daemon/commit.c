@@ -339,6 +339,38 @@ commit_run(void)
 	return 0;
 }
 
+/*
+ * errrelayctl dead --requeue: move dead-lettered events (the given
+ * event_ids, or all when n is 0) back to the spool in a transaction of
+ * their own, at once (no transaction is ever open between callbacks).
+ * The rows get new ids, above every delivery cursor, and the routes are
+ * kicked.  Refused while commits fail.  Returns 0 with *moved, or -1 with
+ * *cause.
+ */
+int
+commit_requeue(const char *const *ids, size_t n, size_t *moved,
+    char **cause)
+{
+	*moved = 0;
+	if (degraded) {
+		xasprintf(cause, "the spool cannot be written right now "
+		    "(see status: spool.write_error)");
+		return -1;
+	}
+	if (spool_begin(spool, cause) == -1)
+		return -1;
+	if (spool_dead_requeue(spool, ids, n, moved, cause) == -1 ||
+	    spool_commit(spool, cause) == -1) {
+		spool_rollback(spool);
+		*moved = 0;
+		return -1;
+	}
+	if (*moved > 0)
+		log_info("requeued %zu dead-lettered event(s)", *moved);
+	forward_kick(NULL);
+	return 0;
+}
+
 static void
 commit_cb(evutil_socket_t fd, short events, void *arg)
 {

@@ -3,14 +3,17 @@
  *
  * Protocol: the client writes one JSON object line {"cmd":"status"}; the
  * daemon answers one JSON object line and closes.  The socket is mode 0600
- * and owned by the daemon's user; the peer's uid (SO_PEERCRED) is checked
- * for commands that change state.
+ * and owned by the daemon's user.  Commands sit in a table; the read-only
+ * ones (status, fibers, dead) answer whoever could connect, the ones that
+ * change state (flush, requeue) only root and the daemon's own uid, read
+ * with SO_PEERCRED when the connection is accepted (SPEC §6).
  */
 #include "config.h"
 
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +23,15 @@
 #include "common/xmalloc.h"
 #include "daemon/errrelayd.h"
 
-#define CONTROL_MAX_REQUEST	4096
+#define CONTROL_MAX_REQUEST	(1024 * 1024)	/* requeue may list many ids */
+#define CONTROL_DEAD_MAX	10000		/* dead letters in one answer */
+
+/* One control connection. */
+struct control_client {
+	struct bufferevent	*bev;
+	int			 cred;	/* uid is known */
+	uid_t			 uid;
+};
 
 static struct evconnlistener	*control_listener;
 static char			*control_path;
@@ -158,6 +169,215 @@ control_fibers(const cJSON *req)
 	return o;
 }
 
+static cJSON *
+control_error(const char *text)
+{
+	cJSON	*o;
+
+	o = cJSON_CreateObject();
+	cJSON_AddBoolToObject(o, "ok", 0);
+	cJSON_AddStringToObject(o, "error", text);
+	return o;
+}
+
+/* The dead-letter table, oldest first, at most CONTROL_DEAD_MAX rows. */
+static cJSON *
+control_dead(const cJSON *req)
+{
+	struct spool_dead	*list;
+	size_t			 n, i;
+	char			*cause = NULL, *msg;
+	cJSON			*o, *arr, *e;
+
+	(void)req;
+	if (spool_dead_list(spool, &list, &n, &cause) == -1) {
+		xasprintf(&msg, "reading the dead-letter table: %s", cause);
+		free(cause);
+		o = control_error(msg);
+		free(msg);
+		return o;
+	}
+	o = cJSON_CreateObject();
+	arr = cJSON_AddArrayToObject(o, "dead");
+	for (i = 0; i < n && i < CONTROL_DEAD_MAX; i++) {
+		e = cJSON_CreateObject();
+		cJSON_AddStringToObject(e, "event_id", list[i].event_id);
+		cJSON_AddStringToObject(e, "route", list[i].route);
+		cJSON_AddNumberToObject(e, "status", list[i].status);
+		cJSON_AddStringToObject(e, "reason", list[i].reason != NULL ?
+		    list[i].reason : "");
+		cJSON_AddNumberToObject(e, "time", list[i].time);
+		cJSON_AddNumberToObject(e, "received", list[i].received);
+		cJSON_AddItemToArray(arr, e);
+	}
+	cJSON_AddNumberToObject(o, "count", (double)n);
+	cJSON_AddBoolToObject(o, "truncated", n > CONTROL_DEAD_MAX);
+	spool_dead_free(list, n);
+	return o;
+}
+
+/*
+ * An event_id as a user may type it (dashes, upper case) in the form the
+ * spool keeps: 32 lower-case hex digits.  Returns 0, or -1 if it is not
+ * one.
+ */
+static int
+control_event_id(const char *in, char out[33])
+{
+	size_t	j = 0;
+
+	for (; *in != '\0'; in++) {
+		if (*in == '-')
+			continue;
+		if (j == 32 || !isxdigit((unsigned char)*in))
+			return -1;
+		out[j++] = (char)tolower((unsigned char)*in);
+	}
+	out[j] = '\0';
+	return j == 32 ? 0 : -1;
+}
+
+/*
+ * Requeue dead-lettered events: req "ids" lists event_ids, absent or
+ * empty means all.  Ids that are not dead-lettered come back in
+ * "not_found"; the others are requeued anyway.
+ */
+static cJSON *
+control_requeue(const cJSON *req)
+{
+	const cJSON		*ids, *id;
+	struct spool_dead	*list = NULL;
+	size_t			 nlist = 0, n = 0, i, moved;
+	char			**want = NULL, *cause = NULL, *msg;
+	cJSON			*o, *missing;
+	int			 found;
+
+	ids = cJSON_GetObjectItemCaseSensitive(req, "ids");
+	if (ids != NULL && !cJSON_IsArray(ids))
+		return control_error("bad request: ids must be a list");
+	if (spool_dead_list(spool, &list, &nlist, &cause) == -1) {
+		xasprintf(&msg, "reading the dead-letter table: %s", cause);
+		free(cause);
+		o = control_error(msg);
+		free(msg);
+		return o;
+	}
+	o = cJSON_CreateObject();
+	missing = cJSON_CreateArray();
+	want = xcalloc((size_t)cJSON_GetArraySize(ids) + 1, sizeof *want);
+	cJSON_ArrayForEach(id, ids) {
+		char	norm[33];
+
+		if (!cJSON_IsString(id) ||
+		    control_event_id(id->valuestring, norm) == -1) {
+			cJSON_Delete(o);
+			cJSON_Delete(missing);
+			for (i = 0; i < n; i++)
+				free(want[i]);
+			free(want);
+			spool_dead_free(list, nlist);
+			return control_error("bad request: an id is not an "
+			    "event_id (32 hex digits)");
+		}
+		for (found = 0, i = 0; i < nlist && !found; i++)
+			found = strcmp(list[i].event_id, norm) == 0;
+		if (found)
+			want[n++] = xstrdup(norm);
+		else
+			cJSON_AddItemToArray(missing,
+			    cJSON_CreateString(norm));
+	}
+	spool_dead_free(list, nlist);
+	moved = 0;
+	if ((ids == NULL || cJSON_GetArraySize(ids) == 0 || n > 0) &&
+	    commit_requeue((const char *const *)want, n, &moved,
+	    &cause) == -1) {
+		xasprintf(&msg, "requeue failed: %s", cause);
+		free(cause);
+		cJSON_Delete(o);
+		cJSON_Delete(missing);
+		o = control_error(msg);
+		free(msg);
+	} else {
+		cJSON_AddBoolToObject(o, "ok", 1);
+		cJSON_AddNumberToObject(o, "requeued", (double)moved);
+		cJSON_AddItemToObject(o, "not_found", missing);
+	}
+	for (i = 0; i < n; i++)
+		free(want[i]);
+	free(want);
+	return o;
+}
+
+/* Retry every route now; the backoff wait is skipped, windows are not. */
+static cJSON *
+control_flush(const cJSON *req)
+{
+	cJSON	*o;
+	int	 n;
+
+	(void)req;
+	n = forward_flush();
+	log_info("flush requested: %d route(s) retrying now", n);
+	o = cJSON_CreateObject();
+	cJSON_AddBoolToObject(o, "ok", 1);
+	cJSON_AddNumberToObject(o, "routes", n);
+	return o;
+}
+
+static cJSON *
+control_status_cmd(const cJSON *req)
+{
+	(void)req;
+	return control_status();
+}
+
+static const struct control_cmd {
+	const char	*name;
+	int		 privileged;	/* changes state */
+	cJSON		*(*fn)(const cJSON *);
+} control_cmds[] = {
+	{ "status",	0, control_status_cmd },
+	{ "fibers",	0, control_fibers },
+	{ "dead",	0, control_dead },
+	{ "flush",	1, control_flush },
+	{ "requeue",	1, control_requeue },
+};
+
+/* Run the request of client cl; returns the answer. */
+static cJSON *
+control_run(struct control_client *cl, const cJSON *req)
+{
+	const struct control_cmd	*c;
+	const cJSON			*cmd;
+	char				*msg;
+	cJSON				*o;
+	size_t				 i;
+
+	cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd");
+	if (!cJSON_IsString(cmd))
+		return control_error("bad request: want {\"cmd\":\"...\"}");
+	for (i = 0; i < sizeof control_cmds / sizeof control_cmds[0]; i++) {
+		c = &control_cmds[i];
+		if (strcmp(cmd->valuestring, c->name) != 0)
+			continue;
+		if (c->privileged && (!cl->cred ||
+		    (cl->uid != 0 && cl->uid != geteuid()))) {
+			xasprintf(&msg, "permission denied: %s is for root "
+			    "and the daemon's user (uid %u)", c->name,
+			    (unsigned)geteuid());
+			if (cl->cred)
+				log_warnx("control: %s refused to uid %u",
+				    c->name, (unsigned)cl->uid);
+			o = control_error(msg);
+			free(msg);
+			return o;
+		}
+		return c->fn(req);
+	}
+	return control_error("unknown command");
+}
+
 static void
 control_reply(struct bufferevent *bev, cJSON *o)
 {
@@ -172,40 +392,36 @@ control_reply(struct bufferevent *bev, cJSON *o)
 	cJSON_Delete(o);
 }
 
-static cJSON *
-control_error(const char *text)
+static void
+control_client_free(struct control_client *cl)
 {
-	cJSON	*o;
-
-	o = cJSON_CreateObject();
-	cJSON_AddBoolToObject(o, "ok", 0);
-	cJSON_AddStringToObject(o, "error", text);
-	return o;
+	bufferevent_free(cl->bev);
+	free(cl);
 }
 
 static void
 control_write_cb(struct bufferevent *bev, void *arg)
 {
-	(void)arg;
-	bufferevent_free(bev);
+	(void)bev;
+	control_client_free(arg);
 }
 
 static void
 control_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-	(void)what; (void)arg;
-	bufferevent_free(bev);
+	(void)bev; (void)what;
+	control_client_free(arg);
 }
 
 static void
 control_read_cb(struct bufferevent *bev, void *arg)
 {
-	struct evbuffer	*in = bufferevent_get_input(bev);
-	char		*line;
-	size_t		 len;
-	cJSON		*req, *cmd, *resp;
+	struct control_client	*cl = arg;
+	struct evbuffer		*in = bufferevent_get_input(bev);
+	char			*line;
+	size_t			 len;
+	cJSON			*req, *resp;
 
-	(void)arg;
 	line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
 	if (line == NULL) {
 		if (evbuffer_get_length(in) > CONTROL_MAX_REQUEST) {
@@ -217,16 +433,10 @@ control_read_cb(struct bufferevent *bev, void *arg)
 	bufferevent_disable(bev, EV_READ);
 	req = cJSON_ParseWithLength(line, len);
 	free(line);
-	cmd = req != NULL ? cJSON_GetObjectItemCaseSensitive(req, "cmd") :
-	    NULL;
-	if (!cJSON_IsString(cmd))
+	if (!cJSON_IsObject(req))
 		resp = control_error("bad request: want {\"cmd\":\"...\"}");
-	else if (strcmp(cmd->valuestring, "status") == 0)
-		resp = control_status();
-	else if (strcmp(cmd->valuestring, "fibers") == 0)
-		resp = control_fibers(req);
 	else
-		resp = control_error("unknown command");
+		resp = control_run(cl, req);
 	cJSON_Delete(req);
 	control_reply(bev, resp);
 }
@@ -235,8 +445,11 @@ static void
 control_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
+	struct control_client	*cl;
 	struct bufferevent	*bev;
 	struct timeval		 tv = { 10, 0 };
+	struct ucred		 uc;
+	socklen_t		 uclen = sizeof uc;
 
 	(void)l; (void)sa; (void)salen; (void)arg;
 	bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
@@ -244,8 +457,16 @@ control_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		close(fd);
 		return;
 	}
+	cl = xcalloc(1, sizeof *cl);
+	cl->bev = bev;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &uclen) == 0 &&
+	    uclen == sizeof uc) {
+		cl->cred = 1;
+		cl->uid = uc.uid;
+	} else
+		log_warn("control: SO_PEERCRED");
 	bufferevent_setcb(bev, control_read_cb, control_write_cb,
-	    control_event_cb, NULL);
+	    control_event_cb, cl);
 	bufferevent_set_timeouts(bev, &tv, &tv);
 	bufferevent_enable(bev, EV_READ);
 }

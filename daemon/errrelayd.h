@@ -143,6 +143,9 @@ size_t		 commit_queued_bytes(void);
 /* Expire rows older than max_age in the next commit (SPEC §5). */
 void		 commit_expire(void);
 int		 commit_degraded(void);
+/* Requeue dead-lettered events now (n == 0: all).  Returns 0 or -1. */
+int		 commit_requeue(const char *const *ids, size_t n,
+		     size_t *moved, char **cause);
 
 /* forward.c: delivery, per route. */
 struct route;
@@ -152,7 +155,10 @@ void		 forward_free(void);
 void		 forward_kick(const char *route);
 /* 1 when nothing is in flight and nothing is left to send. */
 int		 forward_idle(void);
-void		 forward_flush(void);
+/* Retry every route now, skipping backoff; returns the routes kicked. */
+int		 forward_flush(void);
+/* Apply the routes of a newly loaded cfg (SIGHUP). */
+void		 forward_reload(void);
 void		 forward_status(cJSON *routes, int *degraded);
 
 /* curlm.c: libcurl multi driven by the loop (hiperfifo pattern). */

@@ -26,6 +26,16 @@
  * A route never waits for another: each has its own state and timer.
  * Rows are deleted only after a 2xx, so a restart resends anything not
  * confirmed (at-least-once).
+ *
+ * Routes follow the config (forward_reload on SIGHUP), matched by name: a
+ * route whose upstream is unchanged keeps its state; one whose upstream
+ * changed starts afresh (no backoff, no window: they were the old
+ * upstream's) and re-reads its rows from the lowest one it held.  Rows of
+ * a route that is not configured (removed, or found in the spool at start)
+ * stay in the spool untouched: the route shows in status as
+ * "unconfigured" with its pending count (health degraded) until it is
+ * configured again or max_age expires them.  Events are never sent to
+ * an upstream that was not configured for their route.
  */
 #include "config.h"
 
@@ -61,6 +71,7 @@ enum route_state {
 struct batch {
 	TAILQ_ENTRY(batch)	 entry;
 	struct route		*r;
+	unsigned int		 gen;	/* r->gen when it was taken */
 	struct spool_row	*rows;
 	size_t			 n;
 	CURL			*easy;
@@ -81,6 +92,9 @@ TAILQ_HEAD(batches, batch);
 struct route {
 	TAILQ_ENTRY(route)	 entry;
 	char			*name;
+	int			 configured;	/* 0: rows kept, nothing sent */
+	unsigned int		 gen;		/* bumped when the upstream
+						   changes */
 	enum upstream_type	 type;
 	char			*path;
 	char			*url;
@@ -214,6 +228,161 @@ forward_kick_cb(evutil_socket_t fd, short events, void *arg)
 	daemon_exit_check();
 }
 
+static struct route *
+forward_find(const char *name)
+{
+	struct route	*r;
+
+	TAILQ_FOREACH(r, &routes, entry) {
+		if (strcmp(r->name, name) == 0)
+			return r;
+	}
+	return NULL;
+}
+
+/* A new route, not configured yet, with nothing taken. */
+static struct route *
+forward_route_new(const char *name)
+{
+	struct route	*r;
+
+	r = xcalloc(1, sizeof *r);
+	r->name = xstrdup(name);
+	r->state = ROUTE_OK;
+	r->more = 1;
+	TAILQ_INIT(&r->retry);
+	TAILQ_INIT(&r->flying);
+	r->timer = evtimer_new(base, forward_timer_cb, r);
+	r->kick = event_new(base, -1, 0, forward_kick_cb, r);
+	TAILQ_INSERT_TAIL(&routes, r, entry);
+	return r;
+}
+
+static int
+forward_streq(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+/* 1 if cr names the upstream r sends to now (same place, same key). */
+static int
+forward_same_upstream(const struct route *r, const struct config_route *cr)
+{
+	if (!r->configured || r->type != cr->type)
+		return 0;
+	switch (r->type) {
+	case UPSTREAM_FILE:
+		return forward_streq(r->path, cr->path);
+	case UPSTREAM_HTTP:
+		return forward_streq(r->url, cr->url) &&
+		    forward_streq(r->ca_file, cr->ca_file);
+	case UPSTREAM_SENTRY:
+		return forward_streq(r->dsn.envelope_url,
+		    cr->dsn.envelope_url) &&
+		    forward_streq(r->dsn.public_key, cr->dsn.public_key) &&
+		    forward_streq(r->dsn.secret_key, cr->dsn.secret_key) &&
+		    forward_streq(r->ca_file, cr->ca_file);
+	}
+	return 0;
+}
+
+/*
+ * Put a batch's rows back to the spool side: they are read again from
+ * the cursor (lowered to just below them).  Used when the batch can no
+ * longer go where it was meant to (route removed, upstream changed).
+ */
+static void
+forward_forget(struct batch *b)
+{
+	struct route	*r = b->r;
+
+	if (b->n > 0 && b->rows[0].id - 1 < r->cursor)
+		r->cursor = b->rows[0].id - 1;
+	r->more = 1;
+	forward_batch_free(b);
+}
+
+/* Forget every kept batch of r and leave backoff or a window. */
+static void
+forward_route_reset(struct route *r)
+{
+	struct batch	*b;
+
+	while ((b = TAILQ_FIRST(&r->retry)) != NULL) {
+		TAILQ_REMOVE(&r->retry, b, entry);
+		forward_forget(b);
+	}
+	evtimer_del(r->timer);
+	r->state = ROUTE_OK;
+	r->retry_at = 0;
+	r->failures = 0;
+	r->last_error[0] = '\0';
+	r->gen++;
+}
+
+/* Take the upstream settings of cr. */
+static void
+forward_route_set(struct route *r, const struct config_route *cr)
+{
+	free(r->path);
+	free(r->url);
+	free(r->ca_file);
+	dsn_free(&r->dsn);
+	memset(&r->dsn, 0, sizeof r->dsn);
+	r->type = cr->type;
+	r->path = cr->path != NULL ? xstrdup(cr->path) : NULL;
+	r->url = cr->url != NULL ? xstrdup(cr->url) : NULL;
+	if (cr->dsn.set)
+		dsn_copy(&r->dsn, &cr->dsn);
+	r->batch_size = cr->batch_size;
+	r->max_inflight = cr->max_inflight;
+	r->gzip = cr->gzip;
+	r->ca_file = cr->ca_file != NULL ? xstrdup(cr->ca_file) : NULL;
+	r->timeout_ms = (long)(cr->timeout * 1000);
+	r->configured = 1;
+}
+
+static const char *
+forward_upstream_name(const struct route *r)
+{
+	return r->type == UPSTREAM_FILE ? r->path :
+	    r->type == UPSTREAM_HTTP ? r->url : r->dsn.redacted;
+}
+
+/*
+ * Routes with rows in the spool but no configuration: make them known
+ * (status shows them) and say so once.
+ */
+static void
+forward_orphans(void)
+{
+	struct route	*r;
+	char		**names, *cause = NULL;
+	size_t		 n, i;
+	int64_t		 pending;
+
+	if (spool_routes(spool, &names, &n, &cause) == -1) {
+		log_warnx("listing the routes in the spool: %s", cause);
+		free(cause);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		if ((r = forward_find(names[i])) == NULL)
+			r = forward_route_new(names[i]);
+		if (!r->configured) {
+			pending = spool_count_route(spool, r->name);
+			log_warnx("route %s: %lld spooled event(s) but no "
+			    "[route %s] in the config; kept until the route "
+			    "is configured again or max_age expires them",
+			    r->name, (long long)pending, r->name);
+		}
+		free(names[i]);
+	}
+	free(names);
+}
+
 int
 forward_init(char **cause)
 {
@@ -222,33 +391,57 @@ forward_init(char **cause)
 
 	(void)cause;
 	for (i = 0; i < cfg->nroutes; i++) {
-		const struct config_route *cr = &cfg->routes[i];
-
-		r = xcalloc(1, sizeof *r);
-		r->name = xstrdup(cr->name);
-		r->type = cr->type;
-		r->path = cr->path != NULL ? xstrdup(cr->path) : NULL;
-		r->url = cr->url != NULL ? xstrdup(cr->url) : NULL;
-		if (cr->dsn.set)
-			dsn_copy(&r->dsn, &cr->dsn);
-		r->batch_size = cr->batch_size;
-		r->max_inflight = cr->max_inflight;
-		r->gzip = cr->gzip;
-		r->ca_file = cr->ca_file != NULL ? xstrdup(cr->ca_file) : NULL;
-		r->timeout_ms = (long)(cr->timeout * 1000);
-		r->state = ROUTE_OK;
-		r->more = 1;
-		TAILQ_INIT(&r->retry);
-		TAILQ_INIT(&r->flying);
-		r->timer = evtimer_new(base, forward_timer_cb, r);
-		r->kick = event_new(base, -1, 0, forward_kick_cb, r);
-		TAILQ_INSERT_TAIL(&routes, r, entry);
+		r = forward_route_new(cfg->routes[i].name);
+		forward_route_set(r, &cfg->routes[i]);
 		log_info("route %s: %s upstream %s", r->name,
 		    config_upstream_type_name(r->type),
-		    r->type == UPSTREAM_FILE ? r->path :
-		    r->type == UPSTREAM_HTTP ? r->url : r->dsn.redacted);
+		    forward_upstream_name(r));
 	}
+	forward_orphans();
 	return 0;
+}
+
+/*
+ * SIGHUP: cfg holds the new config.  Routes are matched by name; see the
+ * comment at the top for what is kept.
+ */
+void
+forward_reload(void)
+{
+	struct route	*r;
+	size_t		 i;
+	int		 seen;
+
+	TAILQ_FOREACH(r, &routes, entry) {
+		seen = 0;
+		for (i = 0; i < cfg->nroutes; i++) {
+			if (strcmp(cfg->routes[i].name, r->name) == 0)
+				seen = 1;
+		}
+		if (!seen && r->configured) {
+			forward_route_reset(r);
+			r->configured = 0;
+			log_info("route %s: removed from the config",
+			    r->name);
+		}
+	}
+	for (i = 0; i < cfg->nroutes; i++) {
+		const struct config_route *cr = &cfg->routes[i];
+
+		if ((r = forward_find(cr->name)) == NULL)
+			r = forward_route_new(cr->name);
+		if (forward_same_upstream(r, cr)) {
+			forward_route_set(r, cr);	/* batch sizes etc. */
+			continue;
+		}
+		forward_route_reset(r);
+		forward_route_set(r, cr);
+		log_info("route %s: %s upstream %s", r->name,
+		    config_upstream_type_name(r->type),
+		    forward_upstream_name(r));
+	}
+	forward_orphans();
+	forward_kick(NULL);
 }
 
 void
@@ -285,7 +478,8 @@ forward_kick(const char *name)
 	struct route	*r;
 
 	TAILQ_FOREACH(r, &routes, entry) {
-		if (name != NULL && strcmp(name, r->name) != 0)
+		if ((name != NULL && strcmp(name, r->name) != 0) ||
+		    !r->configured)
 			continue;
 		r->more = 1;
 		event_active(r->kick, EV_TIMEOUT, 0);
@@ -296,19 +490,24 @@ forward_kick(const char *name)
  * errrelayctl flush and shutdown: retry now, skipping the backoff wait
  * but never a rate-limit window (SPEC §11).
  */
-void
+int
 forward_flush(void)
 {
 	struct route	*r;
+	int		 n = 0;
 
 	TAILQ_FOREACH(r, &routes, entry) {
+		if (!r->configured)
+			continue;
 		if (r->state == ROUTE_BACKOFF) {
 			evtimer_del(r->timer);
 			r->state = ROUTE_OK;
 		}
 		r->more = 1;
 		event_active(r->kick, EV_TIMEOUT, 0);
+		n++;
 	}
+	return n;
 }
 
 int
@@ -319,7 +518,7 @@ forward_idle(void)
 	TAILQ_FOREACH(r, &routes, entry) {
 		if (r->inflight > 0)
 			return 0;
-		if (r->state == ROUTE_OK &&
+		if (r->configured && r->state == ROUTE_OK &&
 		    (r->more || !TAILQ_EMPTY(&r->retry)))
 			return 0;
 	}
@@ -337,6 +536,11 @@ forward_success(struct batch *b)
 	r->delivered += b->n;
 	stats.delivered += b->n;
 	r->last_success = now_s();
+	if (b->gen != r->gen || !r->configured) {
+		/* the old upstream's success says nothing of the new one */
+		forward_batch_free(b);
+		return;
+	}
 	if (r->failures > 0)
 		log_info("route %s: delivering again", r->name);
 	r->failures = 0;
@@ -355,6 +559,10 @@ forward_retry(struct batch *b, const char *why)
 	struct timeval	 tv;
 	double		 upper, delay;
 
+	if (!r->configured || b->gen != r->gen) {
+		forward_forget(b);
+		return;
+	}
 	forward_batch_reset(b);
 	TAILQ_INSERT_HEAD(&r->retry, b, entry);
 	stats.retried += b->n;
@@ -407,6 +615,10 @@ forward_limited(struct batch *b, double secs, const char *why)
 {
 	struct route	*r = b->r;
 
+	if (!r->configured || b->gen != r->gen) {
+		forward_forget(b);
+		return;
+	}
 	forward_batch_reset(b);
 	TAILQ_INSERT_HEAD(&r->retry, b, entry);
 	stats.retried += b->n;
@@ -457,6 +669,7 @@ forward_done_cb(CURL *easy, CURLcode res, long status, void *arg)
 	struct route	*r = b->r;
 	char		 why[CURL_ERROR_SIZE + 64];
 	double		 limit = 0;
+	int		 stale;
 
 	(void)easy;
 	TAILQ_REMOVE(&r->flying, b, entry);
@@ -468,8 +681,9 @@ forward_done_cb(CURL *easy, CURLcode res, long status, void *arg)
 		    b->errbuf : curl_easy_strerror(res));
 		forward_retry(b, why);
 	} else if (status >= 200 && status < 300) {
+		stale = b->gen != r->gen || !r->configured;
 		forward_success(b);
-		if (limit > 0)
+		if (limit > 0 && !stale)
 			forward_limit(r, limit);
 	} else if (limit > 0 && (status == 408 || status == 429 ||
 	    status >= 500 || status < 400)) {
@@ -482,9 +696,10 @@ forward_done_cb(CURL *easy, CURLcode res, long status, void *arg)
 		    " (redirects are not followed)" : "");
 		forward_retry(b, why);
 	} else {
+		stale = b->gen != r->gen || !r->configured;
 		snprintf(why, sizeof why, "HTTP %ld", status);
 		forward_dead(b, (int)status, why);
-		if (limit > 0)
+		if (limit > 0 && !stale)
 			forward_limit(r, limit);
 	}
 	forward_pump(r);
@@ -658,6 +873,7 @@ forward_next(struct route *r)
 	r->cursor = rows[n - 1].id;
 	b = xcalloc(1, sizeof *b);
 	b->r = r;
+	b->gen = r->gen;
 	b->rows = rows;
 	b->n = n;
 	return b;
@@ -670,6 +886,8 @@ forward_pump(struct route *r)
 	char		 why[512];
 	int		 turns = 0;
 
+	if (!r->configured)
+		return;
 	while (r->state == ROUTE_OK && r->inflight < r->max_inflight) {
 		if (r->type == UPSTREAM_FILE && turns++ >= 1) {
 			/* Let the loop breathe; carry on next turn. */
@@ -690,8 +908,12 @@ forward_pump(struct route *r)
 }
 
 static const char *
-forward_state_name(enum route_state s)
+forward_state_name(const struct route *r)
 {
+	enum route_state	s = r->state;
+
+	if (!r->configured)
+		return "unconfigured";
 	switch (s) {
 	case ROUTE_OK:
 		return "ok";
@@ -713,14 +935,21 @@ forward_status(cJSON *arr, int *degraded)
 	int64_t		 pending;
 
 	TAILQ_FOREACH(r, &routes, entry) {
+		pending = spool_count_route(spool, r->name);
+		if (!r->configured && pending <= 0 && r->inflight == 0)
+			continue;	/* removed, nothing left of it */
 		o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "name", r->name);
-		cJSON_AddStringToObject(o, "type",
-		    config_upstream_type_name(r->type));
-		cJSON_AddStringToObject(o, "upstream",
-		    r->type == UPSTREAM_FILE ? r->path :
-		    r->type == UPSTREAM_HTTP ? r->url : r->dsn.redacted);
-		cJSON_AddStringToObject(o, "state", forward_state_name(r->state));
+		if (r->configured) {
+			cJSON_AddStringToObject(o, "type",
+			    config_upstream_type_name(r->type));
+			cJSON_AddStringToObject(o, "upstream",
+			    forward_upstream_name(r));
+		} else {
+			cJSON_AddStringToObject(o, "type", "none");
+			cJSON_AddNullToObject(o, "upstream");
+		}
+		cJSON_AddStringToObject(o, "state", forward_state_name(r));
 		in = r->state == ROUTE_OK ? 0 : r->retry_at - now;
 		cJSON_AddNumberToObject(o, "retry_in_s", in > 0 ? in : 0);
 		if (r->last_error[0] != '\0')
@@ -732,13 +961,12 @@ forward_status(cJSON *arr, int *degraded)
 			    r->last_success);
 		else
 			cJSON_AddNullToObject(o, "last_success");
-		pending = spool_count_route(spool, r->name);
 		cJSON_AddNumberToObject(o, "pending", (double)pending);
 		cJSON_AddNumberToObject(o, "inflight", r->inflight);
 		cJSON_AddNumberToObject(o, "delivered", (double)r->delivered);
 		cJSON_AddNumberToObject(o, "dead", (double)r->dead);
 		cJSON_AddItemToArray(arr, o);
-		if (r->state != ROUTE_OK)
+		if (r->state != ROUTE_OK || !r->configured)
 			*degraded = 1;
 	}
 }

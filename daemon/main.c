@@ -134,6 +134,26 @@ main_term_cb(evutil_socket_t sig, short events, void *arg)
 	daemon_exit_check();
 }
 
+/* Warn that key changed from old to new (either may be NULL). */
+static void
+main_restart_only(const char *key, const char *old, const char *new)
+{
+	if (old == NULL && new == NULL)
+		return;
+	if (old != NULL && new != NULL && strcmp(old, new) == 0)
+		return;
+	log_warnx("SIGHUP: %s changed; it takes effect on restart", key);
+}
+
+/* Move the value in use (*old) into the new config (*new). */
+static void
+main_keep(char **new, char **old)
+{
+	free(*new);
+	*new = *old;
+	*old = NULL;
+}
+
 static void
 main_hup_cb(evutil_socket_t sig, short events, void *arg)
 {
@@ -148,16 +168,40 @@ main_hup_cb(evutil_socket_t sig, short events, void *arg)
 		return;
 	}
 	/*
-	 * Sockets, the spool and the routes stay as they are until a restart
-	 * (listen.c and forward.c keep their own copies); the scope layer and
-	 * the fiber limits take the new values now.
+	 * The sockets, the spool and its sync level are opened once: a new
+	 * value takes effect on restart, and the log says so.  Everything
+	 * else applies now: routes (forward.c keeps the state of unchanged
+	 * upstreams), the scope layer, fiber limits, spool bounds.
 	 */
-	log_info("SIGHUP: config reloaded from %s (sockets, spool and "
-	    "routes change on restart)", nc->file != NULL ? nc->file :
-	    "built-in defaults");
+	main_restart_only("socket", cfg->socket, nc->socket);
+	main_restart_only("control_socket", cfg->control_socket,
+	    nc->control_socket);
+	main_restart_only("spool", cfg->spool, nc->spool);
+	main_restart_only("metrics_listen", cfg->metrics_listen,
+	    nc->metrics_listen);
+	if (cfg->sync_full != nc->sync_full)
+		log_warnx("SIGHUP: sync changed; it takes effect on restart");
+	if (cfg->socket_mode != nc->socket_mode ||
+	    cfg->has_socket_group != nc->has_socket_group ||
+	    cfg->socket_group != nc->socket_group)
+		log_warnx("SIGHUP: socket_mode or socket_group changed; they "
+		    "take effect on restart");
+	/* Keep what is in use, so that status tells the truth. */
+	main_keep(&nc->socket, &cfg->socket);
+	main_keep(&nc->control_socket, &cfg->control_socket);
+	main_keep(&nc->spool, &cfg->spool);
+	main_keep(&nc->metrics_listen, &cfg->metrics_listen);
+	nc->sync_full = cfg->sync_full;
+	nc->socket_mode = cfg->socket_mode;
+	nc->has_socket_group = cfg->has_socket_group;
+	nc->socket_group = cfg->socket_group;
+
+	log_info("SIGHUP: config reloaded from %s", nc->file != NULL ?
+	    nc->file : "built-in defaults");
 	config_free(cfg);
 	cfg = nc;
 	main_set_globals();
+	forward_reload();
 }
 
 static void

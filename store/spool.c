@@ -61,6 +61,7 @@ enum spool_stmt {
 	SPOOL_ST_REQUEUE,
 	SPOOL_ST_DEAD_DELETE,
 	SPOOL_ST_COUNT_ROUTE,
+	SPOOL_ST_ROUTES,
 	SPOOL_ST_FIRST,
 	SPOOL_ST_EXPIRED,
 	SPOOL_ST_MAX
@@ -82,6 +83,7 @@ static const char *const spool_stmt_sql[SPOOL_ST_MAX] = {
 	[SPOOL_ST_REQUEUE] = SQL_REQUEUE,
 	[SPOOL_ST_DEAD_DELETE] = SQL_DEAD_DELETE,
 	[SPOOL_ST_COUNT_ROUTE] = SQL_COUNT_ROUTE,
+	[SPOOL_ST_ROUTES] = SQL_ROUTES,
 	[SPOOL_ST_FIRST] = SQL_FIRST,
 	[SPOOL_ST_EXPIRED] = SQL_EXPIRED,
 };
@@ -808,6 +810,42 @@ spool_count_route(struct spool *sp, const char *route)
 		n = sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
 	return n;
+}
+
+/*
+ * The distinct route names of the waiting rows, sorted, into a new array
+ * *names of *n strings (NULL when none); free each and the array.
+ * Returns 0, or -1 with *cause and nothing allocated.
+ */
+int
+spool_routes(struct spool *sp, char ***names, size_t *n, char **cause)
+{
+	sqlite3_stmt	*s = sp->stmt[SPOOL_ST_ROUTES];
+	char		**out = NULL;
+	size_t		 cap = 0, count = 0, i;
+	int		 rc;
+
+	*names = NULL;
+	*n = 0;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (count == cap) {
+			cap = cap == 0 ? 8 : cap * 2;
+			out = xreallocarray(out, cap, sizeof *out);
+		}
+		out[count++] = spool_column_dup(s, 0, NULL);
+	}
+	if (rc != SQLITE_DONE) {
+		spool_error(sp, cause, "list routes");
+		sqlite3_reset(s);
+		for (i = 0; i < count; i++)
+			free(out[i]);
+		free(out);
+		return -1;
+	}
+	sqlite3_reset(s);
+	*names = out;
+	*n = count;
+	return 0;
 }
 
 /*

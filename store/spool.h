@@ -115,6 +115,14 @@ int		 spool_expire(struct spool *, double older_than,
 /* Rows of one route waiting for delivery (-1 on a read error). */
 int64_t		 spool_count_route(struct spool *, const char *route);
 
+/*
+ * The names of the routes that have rows waiting, sorted, as a new array
+ * of *n new strings (the caller frees each and the array).  Returns 0 or
+ * -1.  The daemon uses it to find rows whose route is no longer configured.
+ */
+int		 spool_routes(struct spool *, char ***names, size_t *n,
+		     char **cause);
+
 /* Current figures (kept up to date in memory, read from disk at open). */
 void		 spool_get_stats(struct spool *, struct spool_stats *);
 

@@ -99,6 +99,9 @@
 /* Rows waiting for one route (status); walks the (route, id) index. */
 #define SQL_COUNT_ROUTE		"SELECT count(*) FROM events WHERE route = ?1;"
 
+/* The routes that have rows waiting (the UNIQUE index serves DISTINCT). */
+#define SQL_ROUTES		"SELECT DISTINCT route FROM events ORDER BY route;"
+
 /*
  * Bounds (spool_drop_oldest, spool_expire): the next row to remove, read
  * one at a time so that no SELECT runs over a table being changed.

@@ -744,6 +744,50 @@ START_TEST(test_requeue_all)
 }
 END_TEST
 
+/* spool_routes names the routes with waiting rows, sorted, each once. */
+START_TEST(test_routes)
+{
+	struct spool		*sp;
+	struct spool_row	*rows;
+	char			**names, *cause = NULL;
+	size_t			 n, i;
+
+	tmp_setup();
+	sp = open_ok();
+	ck_assert_int_eq(spool_routes(sp, &names, &n, &cause), 0);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_ptr_null(names);
+
+	begin_ok(sp);
+	put_ok(sp, "shop", EID_A, 1, "one");
+	put_ok(sp, "default", EID_B, 2, "two");
+	put_ok(sp, "shop", EID_C, 3, "three");
+	commit_ok(sp);
+	ck_assert_int_eq(spool_routes(sp, &names, &n, &cause), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_str_eq(names[0], "default");
+	ck_assert_str_eq(names[1], "shop");
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+
+	/* Once default's row is gone, only shop is left. */
+	n = take_ok(sp, "default", 0, 10, &rows);
+	ck_assert_uint_eq(n, 1);
+	begin_ok(sp);
+	ck_assert_int_eq(spool_delete(sp, rows[0].id, &cause), 0);
+	commit_ok(sp);
+	spool_rows_free(rows, n);
+	ck_assert_int_eq(spool_routes(sp, &names, &n, &cause), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(names[0], "shop");
+	free(names[0]);
+	free(names);
+	spool_close(sp);
+	tmp_teardown();
+}
+END_TEST
+
 START_TEST(test_requeue_by_id)
 {
 	struct spool		*sp;
@@ -1234,6 +1278,7 @@ spool_suite(void)
 	tcase_add_test(tc, test_dead_put_list);
 	tcase_add_test(tc, test_requeue_all);
 	tcase_add_test(tc, test_requeue_by_id);
+	tcase_add_test(tc, test_routes);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("bounds");

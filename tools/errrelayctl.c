@@ -4,9 +4,11 @@
  * A plain blocking program: it connects to the control socket, sends one
  * request line, reads one JSON answer line and prints it.  Its commands sit
  * in a table.  Exit status of status: 0 healthy, 1 degraded, 2 the daemon
- * did not answer (with one line saying why).  send goes through the data
- * socket instead, with liberrrelay (clients/c/errrelay.h) like any
- * application: 0 acked, 1 refused, 2 the daemon did not answer.
+ * did not answer (with one line saying why).  flush and dead: 0 done, 1
+ * refused (permission, or an id that is not dead-lettered), 2 the daemon
+ * did not answer.  send goes through the data socket instead, with
+ * liberrrelay (clients/c/errrelay.h) like any application: 0 acked, 1
+ * refused, 2 the daemon did not answer.
  */
 #include "config.h"
 
@@ -46,10 +48,14 @@ struct ctl_cmd {
 static int	ctl_status(int, char **);
 static int	ctl_fibers(int, char **);
 static int	ctl_send(int, char **);
+static int	ctl_flush(int, char **);
+static int	ctl_dead(int, char **);
 
 static const struct ctl_cmd ctl_cmds[] = {
 	{ "status", "status [--json]", ctl_status },
 	{ "fibers", "fibers [--pid N] [--json]", ctl_fibers },
+	{ "flush", "flush", ctl_flush },
+	{ "dead", "dead [--json] | dead --requeue [EVENT_ID...]", ctl_dead },
 	{ "send", "send [--fiber F] [--app A] [--level L] [--tag k=v]... "
 	    "[--socket DATA_SOCKET] MESSAGE", ctl_send },
 };
@@ -344,6 +350,121 @@ ctl_fibers(int argc, char **argv)
 	}
 	printf("%.0f scope(s)%s\n", ctl_num(o, "count"), cJSON_IsTrue(
 	    cJSON_GetObjectItemCaseSensitive(o, "truncated")) ?
+	    ", list truncated" : "");
+	cJSON_Delete(o);
+	return 0;
+}
+
+/*
+ * An answer that carries "error": print it and return 1 (the daemon
+ * refused), else 0.
+ */
+static int
+ctl_refused(const cJSON *o)
+{
+	const char	*err = ctl_str(o, "error");
+
+	if (err == NULL)
+		return 0;
+	fprintf(stderr, "errrelayctl: %s\n", err);
+	return 1;
+}
+
+static int
+ctl_flush(int argc, char **argv)
+{
+	cJSON	*o;
+	int	 rc = 0;
+
+	(void)argv;
+	if (argc != 1)
+		usage();
+	o = ctl_request("{\"cmd\":\"flush\"}\n");
+	if (ctl_refused(o))
+		rc = CTL_EXIT_REFUSED;
+	else
+		printf("flush: %.0f route(s) retrying now\n",
+		    ctl_num(o, "routes"));
+	cJSON_Delete(o);
+	return rc;
+}
+
+/* dead --requeue [ID...]: ids are checked by the daemon. */
+static int
+ctl_requeue(int argc, char **argv)
+{
+	cJSON		*req, *ids, *o, *miss;
+	const cJSON	*m;
+	char		*text, *line;
+	int		 i, rc = 0;
+
+	req = cJSON_CreateObject();
+	cJSON_AddStringToObject(req, "cmd", "requeue");
+	ids = cJSON_AddArrayToObject(req, "ids");
+	for (i = 0; i < argc; i++)
+		cJSON_AddItemToArray(ids, cJSON_CreateString(argv[i]));
+	if ((text = cJSON_PrintUnformatted(req)) == NULL) {
+		fprintf(stderr, "errrelayctl: out of memory\n");
+		exit(CTL_EXIT_NO_DAEMON);
+	}
+	cJSON_Delete(req);
+	xasprintf(&line, "%s\n", text);
+	free(text);
+	o = ctl_request(line);
+	free(line);
+	if (ctl_refused(o)) {
+		cJSON_Delete(o);
+		return CTL_EXIT_REFUSED;
+	}
+	printf("requeued %.0f event(s)\n", ctl_num(o, "requeued"));
+	miss = cJSON_GetObjectItemCaseSensitive(o, "not_found");
+	cJSON_ArrayForEach(m, miss) {
+		if (cJSON_IsString(m))
+			fprintf(stderr, "errrelayctl: not dead-lettered: %s\n",
+			    m->valuestring);
+		rc = CTL_EXIT_REFUSED;
+	}
+	cJSON_Delete(o);
+	return rc;
+}
+
+static int
+ctl_dead(int argc, char **argv)
+{
+	cJSON		*o, *list, *e;
+	char		*text;
+	int		 json = 0, i;
+
+	if (argc >= 2 && strcmp(argv[1], "--requeue") == 0)
+		return ctl_requeue(argc - 2, argv + 2);
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			json = 1;
+		else
+			usage();
+	}
+	o = ctl_request("{\"cmd\":\"dead\"}\n");
+	if (ctl_refused(o)) {
+		cJSON_Delete(o);
+		return CTL_EXIT_REFUSED;
+	}
+	if (json) {
+		text = cJSON_PrintUnformatted(o);
+		printf("%s\n", text);
+		free(text);
+		cJSON_Delete(o);
+		return 0;
+	}
+	list = cJSON_GetObjectItemCaseSensitive(o, "dead");
+	cJSON_ArrayForEach(e, list) {
+		printf("%s %s %3.0f ", ctl_str(e, "event_id"),
+		    ctl_str(e, "route"), ctl_num(e, "status"));
+		ctl_print_age("at", ctl_num(e, "time"));
+		printf(" %s\n", ctl_str(e, "reason") != NULL ?
+		    ctl_str(e, "reason") : "");
+	}
+	printf("%.0f dead-lettered event(s)%s\n", ctl_num(o, "count"),
+	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "truncated")) ?
 	    ", list truncated" : "");
 	cJSON_Delete(o);
 	return 0;
