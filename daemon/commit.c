@@ -379,6 +379,35 @@ commit_cb(evutil_socket_t fd, short events, void *arg)
 	daemon_exit_check();
 }
 
+/*
+ * At exit, before the connections close: events still queued could not be
+ * committed (the spool failed until the shutdown deadline).  They were
+ * never acked; tell their senders shutting_down, so that a client resends
+ * them to the next daemon, and say how many in the log.
+ */
+void
+commit_refuse_all(void)
+{
+	struct pending	*p;
+	char		*text;
+	size_t		 len, n = 0;
+
+	TAILQ_FOREACH(p, &queue, entry) {
+		n++;
+		stats.rejected[MSG_E_SHUTTING_DOWN]++;
+		if (p->r == NULL || p->c == NULL)
+			continue;
+		text = reply_error(p->id_json, p->lineno, MSG_E_SHUTTING_DOWN,
+		    "the spool could not be written before shutdown; send "
+		    "it again", &len);
+		conn_reply_fill(p->c, p->r, text, len);
+		p->r = NULL;
+	}
+	if (n > 0)
+		log_warnx("shutdown: %zu received event(s) could not be "
+		    "committed; their senders were answered shutting_down", n);
+}
+
 /* At exit: drop what could not be committed (it was never acked). */
 void
 commit_free(void)

@@ -137,6 +137,8 @@ void		 commit_delete(int64_t id);
 void		 commit_dead(int64_t id, int status, const char *reason);
 /* Commit now, synchronously (shutdown). Returns 0 or -1. */
 int		 commit_run(void);
+/* At exit: answer shutting_down to the events that were never committed. */
+void		 commit_refuse_all(void);
 size_t		 commit_queued(void);
 /* Body bytes queued for the next commit (overflow = reject). */
 size_t		 commit_queued_bytes(void);

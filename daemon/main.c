@@ -307,6 +307,7 @@ main(int argc, char **argv)
 #ifdef HAVE_SYSTEMD
 	sd_notify(0, "STOPPING=1");
 #endif
+	commit_refuse_all();
 	conn_close_all();
 	control_close();
 	listen_close();
