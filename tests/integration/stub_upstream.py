@@ -62,6 +62,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         pass
 
+    def setup(self):
+        super().setup()
+        stub = self.server.stub
+        with stub._lock:
+            stub.connections += 1
+
     def _read_body(self):
         te = (self.headers.get("Transfer-Encoding") or "").lower()
         if "chunked" in te:
@@ -148,6 +154,7 @@ class Stub:
         self.max_concurrent = 0     # most requests being answered at once
         self.extra_headers = dict(extra_headers or {})
         self.conn_errors = 0       # connections that failed (TLS)
+        self.connections = 0       # connections accepted
         self.server = _Server(("127.0.0.1", port), _Handler)
         if tls is not None:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
