@@ -15,6 +15,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,6 +27,7 @@
 
 #define CONTROL_MAX_REQUEST	(1024 * 1024)	/* requeue may list many ids */
 #define CONTROL_DEAD_MAX	10000		/* dead letters in one answer */
+#define CONTROL_BAD_REQUEST	"bad request: want {\"cmd\":\"...\"}"
 
 /* One control connection. */
 struct control_client {
@@ -36,8 +39,11 @@ struct control_client {
 static struct evconnlistener	*control_listener;
 static char			*control_path;
 
-/* The status object of SPEC §6 and §11. */
-static cJSON *
+/*
+ * The status object of SPEC §6 and §11 (new; the caller deletes it).
+ * errrelayctl status prints it; metrics.c turns it into Prometheus text.
+ */
+cJSON *
 control_status(void)
 {
 	struct fibers_counts	 fc;
@@ -169,14 +175,22 @@ control_fibers(const cJSON *req)
 	return o;
 }
 
-static cJSON *
-control_error(const char *text)
+/* {"ok":false,"error":"..."} with a printf-style message. */
+static cJSON * __attribute__((format(printf, 1, 2)))
+control_error(const char *fmt, ...)
 {
 	cJSON	*o;
+	va_list	 ap;
+	char	*text;
 
+	va_start(ap, fmt);
+	if (vasprintf(&text, fmt, ap) == -1)
+		fatalx("vasprintf failed");
+	va_end(ap);
 	o = cJSON_CreateObject();
 	cJSON_AddBoolToObject(o, "ok", 0);
 	cJSON_AddStringToObject(o, "error", text);
+	free(text);
 	return o;
 }
 
@@ -186,15 +200,13 @@ control_dead(const cJSON *req)
 {
 	struct spool_dead	*list;
 	size_t			 n, i;
-	char			*cause = NULL, *msg;
+	char			*cause = NULL;
 	cJSON			*o, *arr, *e;
 
 	(void)req;
 	if (spool_dead_list(spool, &list, &n, &cause) == -1) {
-		xasprintf(&msg, "reading the dead-letter table: %s", cause);
+		o = control_error("reading the dead-letter table: %s", cause);
 		free(cause);
-		o = control_error(msg);
-		free(msg);
 		return o;
 	}
 	o = cJSON_CreateObject();
@@ -248,7 +260,7 @@ control_requeue(const cJSON *req)
 	const cJSON		*ids, *id;
 	struct spool_dead	*list = NULL;
 	size_t			 nlist = 0, n = 0, i, moved;
-	char			**want = NULL, *cause = NULL, *msg;
+	char			**want = NULL, *cause = NULL;
 	cJSON			*o, *missing;
 	int			 found;
 
@@ -256,10 +268,8 @@ control_requeue(const cJSON *req)
 	if (ids != NULL && !cJSON_IsArray(ids))
 		return control_error("bad request: ids must be a list");
 	if (spool_dead_list(spool, &list, &nlist, &cause) == -1) {
-		xasprintf(&msg, "reading the dead-letter table: %s", cause);
+		o = control_error("reading the dead-letter table: %s", cause);
 		free(cause);
-		o = control_error(msg);
-		free(msg);
 		return o;
 	}
 	o = cJSON_CreateObject();
@@ -292,12 +302,10 @@ control_requeue(const cJSON *req)
 	if ((ids == NULL || cJSON_GetArraySize(ids) == 0 || n > 0) &&
 	    commit_requeue((const char *const *)want, n, &moved,
 	    &cause) == -1) {
-		xasprintf(&msg, "requeue failed: %s", cause);
-		free(cause);
 		cJSON_Delete(o);
 		cJSON_Delete(missing);
-		o = control_error(msg);
-		free(msg);
+		o = control_error("requeue failed: %s", cause);
+		free(cause);
 	} else {
 		cJSON_AddBoolToObject(o, "ok", 1);
 		cJSON_AddNumberToObject(o, "requeued", (double)moved);
@@ -350,28 +358,23 @@ control_run(struct control_client *cl, const cJSON *req)
 {
 	const struct control_cmd	*c;
 	const cJSON			*cmd;
-	char				*msg;
-	cJSON				*o;
 	size_t				 i;
 
 	cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd");
 	if (!cJSON_IsString(cmd))
-		return control_error("bad request: want {\"cmd\":\"...\"}");
+		return control_error(CONTROL_BAD_REQUEST);
 	for (i = 0; i < sizeof control_cmds / sizeof control_cmds[0]; i++) {
 		c = &control_cmds[i];
 		if (strcmp(cmd->valuestring, c->name) != 0)
 			continue;
 		if (c->privileged && (!cl->cred ||
 		    (cl->uid != 0 && cl->uid != geteuid()))) {
-			xasprintf(&msg, "permission denied: %s is for root "
-			    "and the daemon's user (uid %u)", c->name,
-			    (unsigned)geteuid());
 			if (cl->cred)
 				log_warnx("control: %s refused to uid %u",
 				    c->name, (unsigned)cl->uid);
-			o = control_error(msg);
-			free(msg);
-			return o;
+			return control_error("permission denied: %s is for "
+			    "root and the daemon's user (uid %u)", c->name,
+			    (unsigned)geteuid());
 		}
 		return c->fn(req);
 	}
@@ -434,7 +437,7 @@ control_read_cb(struct bufferevent *bev, void *arg)
 	req = cJSON_ParseWithLength(line, len);
 	free(line);
 	if (!cJSON_IsObject(req))
-		resp = control_error("bad request: want {\"cmd\":\"...\"}");
+		resp = control_error(CONTROL_BAD_REQUEST);
 	else
 		resp = control_run(cl, req);
 	cJSON_Delete(req);

@@ -173,5 +173,11 @@ void		 curlm_cancel(CURL *);
 /* control.c: the control socket. */
 int		 control_init(char **cause);
 void		 control_close(void);
+/* The status object (SPEC §11), new; the caller deletes it. */
+cJSON		*control_status(void);
+
+/* metrics.c: GET /metrics on metrics_listen (SPEC §7), if set. */
+int		 metrics_init(char **cause);
+void		 metrics_close(void);
 
 #endif

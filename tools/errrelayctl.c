@@ -202,6 +202,20 @@ ctl_print_age(const char *label, double t)
 	printf("%s %s", label, buf);
 }
 
+/* Print o as one line of compact JSON. */
+static void
+ctl_print_json(const cJSON *o)
+{
+	char	*text;
+
+	if ((text = cJSON_PrintUnformatted(o)) == NULL) {
+		fprintf(stderr, "errrelayctl: out of memory\n");
+		exit(CTL_EXIT_NO_DAEMON);
+	}
+	printf("%s\n", text);
+	free(text);
+}
+
 /* Print a {name: count} object as "name N, name N" (non-zero ones). */
 static void
 ctl_print_counts(const char *label, const cJSON *o)
@@ -224,7 +238,6 @@ ctl_status(int argc, char **argv)
 {
 	cJSON		*o, *c, *sp, *routes, *r;
 	const char	*health, *err;
-	char		*text;
 	int		 json = 0, i;
 
 	for (i = 1; i < argc; i++) {
@@ -240,11 +253,9 @@ ctl_status(int argc, char **argv)
 		return CTL_EXIT_NO_DAEMON;
 	}
 	health = ctl_str(o, "health");
-	if (json) {
-		text = cJSON_PrintUnformatted(o);
-		printf("%s\n", text);
-		free(text);
-	} else {
+	if (json)
+		ctl_print_json(o);
+	else {
 		c = cJSON_GetObjectItemCaseSensitive(o, "counters");
 		sp = cJSON_GetObjectItemCaseSensitive(o, "spool");
 		printf("errrelayd %s, pid %.0f, up %.0fs: %s\n",
@@ -328,9 +339,7 @@ ctl_fibers(int argc, char **argv)
 		return CTL_EXIT_NO_DAEMON;
 	}
 	if (json) {
-		text = cJSON_PrintUnformatted(o);
-		printf("%s\n", text);
-		free(text);
+		ctl_print_json(o);
 		cJSON_Delete(o);
 		return 0;
 	}
@@ -432,7 +441,6 @@ static int
 ctl_dead(int argc, char **argv)
 {
 	cJSON		*o, *list, *e;
-	char		*text;
 	int		 json = 0, i;
 
 	if (argc >= 2 && strcmp(argv[1], "--requeue") == 0)
@@ -449,9 +457,7 @@ ctl_dead(int argc, char **argv)
 		return CTL_EXIT_REFUSED;
 	}
 	if (json) {
-		text = cJSON_PrintUnformatted(o);
-		printf("%s\n", text);
-		free(text);
+		ctl_print_json(o);
 		cJSON_Delete(o);
 		return 0;
 	}
