@@ -120,6 +120,7 @@ main_term_cb(evutil_socket_t sig, short events, void *arg)
 		return;
 	log_info("%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	listen_close();
+	metrics_close();	/* a scraper's connection goes too */
 	conn_drain_all();	/* what clients already wrote is received */
 	shutting_down = 1;
 	if (commit_run() == -1)
@@ -252,6 +253,7 @@ main(int argc, char **argv)
 	if ((cfg = config_load(file, &cause)) == NULL) {
 		if (test) {
 			printf("%s\n", cause);
+			free(cause);
 			return 1;
 		}
 		log_warnx("%s", cause);
@@ -284,6 +286,8 @@ main(int argc, char **argv)
 		fatalx("%s", cause);
 	if (control_init(&cause) == -1)
 		fatalx("%s", cause);
+	if (cfg->metrics_listen != NULL && metrics_init(&cause) == -1)
+		fatalx("%s", cause);
 	if (listen_init(&cause) == -1)
 		fatalx("%s", cause);
 
@@ -310,6 +314,7 @@ main(int argc, char **argv)
 	commit_refuse_all();
 	conn_close_all();
 	control_close();
+	metrics_close();
 	listen_close();
 	forward_free();
 	commit_free();
