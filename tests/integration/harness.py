@@ -261,7 +261,8 @@ class Daemon:
     dir.  Values are written as given (str()).
     """
 
-    def __init__(self, sections=None, dir=None, name="errrelayd"):
+    def __init__(self, sections=None, dir=None, name="errrelayd", uid=None):
+        self.uid = uid      # run as this uid (and gid), when root
         self.dir = dir or tmpdir()
         self.name = name
         self.socket = os.path.join(self.dir, "data.sock")
@@ -306,10 +307,13 @@ class Daemon:
         logf = open(self.logpath, "ab")
         logf.write(("==== start %s -c %s\n" % (d, self.confpath)).encode())
         logf.flush()
+        who = {}
+        if self.uid is not None:
+            who = {"user": self.uid, "group": self.uid, "extra_groups": []}
         self.proc = subprocess.Popen([d, "-c", self.confpath],
                                      stdin=subprocess.DEVNULL,
                                      stdout=logf, stderr=logf,
-                                     cwd=self.dir)
+                                     cwd=self.dir, **who)
         logf.close()
         log("started %s pid %d (config %s)" % (self.name, self.proc.pid,
                                                self.confpath))

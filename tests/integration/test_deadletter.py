@@ -19,6 +19,8 @@ NORMAL good ones, 3 bad400, 2 bad413, 1 slow408 (mixed).
    (setpriv) may read (status: rc 0 or 1; dead --json lists the 5) but
    flush, dead --requeue and dead --requeue ID are refused: rc 1, one
    line on stderr saying "permission denied", and nothing changed.
+   Then a second daemon runs as uid 65534: that uid (the daemon's own)
+   and root may flush, uid 65533 may not.
 3. The stub now accepts everything.  `dead --requeue ID` of one 400 event
    prints "requeued 1 event(s)", exit 0, and that event is delivered and
    gone from the list.  `dead --requeue NOTDEAD ID2` (NOTDEAD a delivered
@@ -38,7 +40,7 @@ import threading
 import time
 
 from harness import (Client, Daemon, binaries, check, counter, fail,
-                     is_event_id, is_number, log, run, secrets_in, tmpdir,
+                     is_event_id, is_number, log, run, secrets_in, subdir, tmpdir,
                      wait_until)
 from stub_upstream import Stub, parse_envelope
 
@@ -207,6 +209,8 @@ def main():
     # ---- 2. permissions
     permissions(dm, sorted(dead_ids))
 
+    own_user()
+
     # ---- 3. requeue
     accept_all.set()
     one = sorted(bad400)[0]
@@ -338,6 +342,35 @@ def permissions(dm, dead_ids):
     check(sorted(e.get("event_id") for e in o.get("dead", [])) == dead_ids,
           "the refused requeues changed nothing: still %d dead letters"
           % len(dead_ids), o.get("count"))
+
+
+def own_user():
+    """A daemon running as uid NOBODY: that uid may flush (it is the
+    daemon's own user), root may too, any other uid may not."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        log("not root (or no setpriv): the daemon's-own-uid part is skipped")
+        return
+    log("--- a daemon running as uid %d" % NOBODY)
+    d = subdir("as-nobody")
+    os.chmod(tmpdir(), 0o755)
+    os.chmod(d, 0o777)
+    dn = Daemon({"upstream": {"type": "file",
+                              "path": os.path.join(d, "out.ndjson")}},
+                dir=d, name="nobody-daemon", uid=NOBODY).start()
+    check(os.stat(dn.control).st_uid == NOBODY,
+          "the control socket belongs to the daemon's uid %d" % NOBODY,
+          os.stat(dn.control).st_uid)
+    rc, out, err = ctl_as(NOBODY, dn, "flush")
+    check(rc == 0 and out.startswith("flush: "),
+          "flush by the daemon's own uid is allowed", (rc, out, err))
+    rc, out, err = dn.ctl("flush")
+    check(rc == 0, "flush by root is allowed", (rc, out, err))
+    os.chmod(dn.control, 0o666)
+    rc, out, err = ctl_as(NOBODY - 1, dn, "flush")
+    check(rc == 1 and "permission denied" in err.lower(),
+          "flush by another uid (%d) is refused" % (NOBODY - 1),
+          (rc, out, err))
+    check(dn.stop() == 0, "the uid %d daemon exits 0" % NOBODY)
 
 
 if __name__ == "__main__":
