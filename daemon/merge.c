@@ -483,9 +483,12 @@ merge_event(const struct merge_global *g, const struct scope *proc,
 		m = merge_map(i, g, proc, fiber, v);
 		if (i == SCOPE_TAGS)
 			merge_sanitise_tags(m, counts);
-		if (m->child == NULL && v == NULL)
+		if (m->child == NULL && (v == NULL || cJSON_IsNull(v))) {
+			/* nothing anywhere: no member, not {} or null */
 			cJSON_Delete(m);
-		else
+			cJSON_DeleteItemFromObjectCaseSensitive(event,
+			    merge_map_names[i]);
+		} else
 			merge_put(event, merge_map_names[i], m);
 	}
 	merge_single(event, proc, fiber);

@@ -448,6 +448,27 @@ START_TEST(test_event_null_sets_nothing)
 	ck_assert(equals(res, "user", NULL, "{\"id\":\"P\"}"));
 	ck_assert(equals(res, "contexts", NULL, "{\"os\":{\"name\":\"P\"}}"));
 	cJSON_Delete(res);
+
+	/* A whole map that is null: the lower layer shows through... */
+	res = merge("{\"user\":null}");
+	ck_assert(equals(res, "user", NULL, "{\"id\":\"P\"}"));
+	cJSON_Delete(res);
+}
+END_TEST
+
+/* ...and with no layer holding it, the event carries no member at all. */
+START_TEST(test_event_null_map_alone)
+{
+	cJSON	*res;
+
+	res = merge("{\"user\":null,\"extra\":null,\"message\":\"m\"}");
+	ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(res, "user"));
+	ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(res, "extra"));
+	cJSON_Delete(res);
+	/* an explicit empty map is the event's own and is kept */
+	res = merge("{\"user\":{}}");
+	ck_assert(equals(res, "user", NULL, "{}"));
+	cJSON_Delete(res);
 }
 END_TEST
 
@@ -911,6 +932,7 @@ merge_suite(void)
 	tcase_add_test(tc, test_contexts_whole_replace);
 	tcase_add_test(tc, test_event_tags_text_and_null);
 	tcase_add_test(tc, test_event_null_sets_nothing);
+	tcase_add_test(tc, test_event_null_map_alone);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("single");
