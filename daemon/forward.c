@@ -525,6 +525,28 @@ forward_idle(void)
 	return 1;
 }
 
+/*
+ * 1 if b was taken for an upstream its route no longer has (the route was
+ * removed or its upstream changed): its outcome must not touch the
+ * route's state.
+ */
+static int
+forward_stale(const struct batch *b)
+{
+	return b->gen != b->r->gen || !b->r->configured;
+}
+
+/* Start r's timer to fire in secs seconds. */
+static void
+forward_arm(struct route *r, double secs)
+{
+	struct timeval	tv;
+
+	tv.tv_sec = (time_t)secs;
+	tv.tv_usec = (suseconds_t)((secs - (double)tv.tv_sec) * 1e6);
+	evtimer_add(r->timer, &tv);
+}
+
 static void
 forward_success(struct batch *b)
 {
@@ -536,7 +558,7 @@ forward_success(struct batch *b)
 	r->delivered += b->n;
 	stats.delivered += b->n;
 	r->last_success = now_s();
-	if (b->gen != r->gen || !r->configured) {
+	if (forward_stale(b)) {
 		/* the old upstream's success says nothing of the new one */
 		forward_batch_free(b);
 		return;
@@ -551,24 +573,36 @@ forward_success(struct batch *b)
 	forward_batch_free(b);
 }
 
-/* A failure that may succeed later: keep the batch and back off. */
-static void
-forward_retry(struct batch *b, const char *why)
+/*
+ * A batch that failed but may succeed later: keep it to go first when the
+ * route sends again, or, if it is stale, give its rows back to the spool.
+ * Returns 1 if it was kept.
+ */
+static int
+forward_keep(struct batch *b, const char *why)
 {
 	struct route	*r = b->r;
-	struct timeval	 tv;
-	double		 upper, delay;
 
-	if (!r->configured || b->gen != r->gen) {
+	if (forward_stale(b)) {
 		forward_forget(b);
-		return;
+		return 0;
 	}
 	forward_batch_reset(b);
 	TAILQ_INSERT_HEAD(&r->retry, b, entry);
 	stats.retried += b->n;
 	snprintf(r->last_error, sizeof r->last_error, "%s", why);
-	if (r->state != ROUTE_OK)
-		return;		/* already waiting */
+	return 1;
+}
+
+/* A failure that may succeed later: keep the batch and back off. */
+static void
+forward_retry(struct batch *b, const char *why)
+{
+	struct route	*r = b->r;
+	double		 upper, delay;
+
+	if (!forward_keep(b, why) || r->state != ROUTE_OK)
+		return;		/* forgotten, or already waiting */
 	r->failures++;
 	upper = FORWARD_BACKOFF_BASE * ldexp(1.0, r->failures - 1);
 	if (upper > FORWARD_BACKOFF_CAP)
@@ -577,9 +611,7 @@ forward_retry(struct batch *b, const char *why)
 	    (upper - FORWARD_BACKOFF_BASE) * ((double)random() / RAND_MAX);
 	r->state = ROUTE_BACKOFF;
 	r->retry_at = now_s() + delay;
-	tv.tv_sec = (time_t)delay;
-	tv.tv_usec = (suseconds_t)((delay - (double)tv.tv_sec) * 1e6);
-	evtimer_add(r->timer, &tv);
+	forward_arm(r, delay);
 	log_warnx("route %s: %s; retrying in %.1fs (attempt %d)", r->name,
 	    why, delay, r->failures);
 }
@@ -592,7 +624,6 @@ forward_retry(struct batch *b, const char *why)
 static void
 forward_limit(struct route *r, double secs)
 {
-	struct timeval	 tv;
 	double		 until = now_s() + secs;
 
 	if (r->state == ROUTE_RATE_LIMITED && r->retry_at >= until)
@@ -602,28 +633,9 @@ forward_limit(struct route *r, double secs)
 	r->retry_at = until;
 	/* Timers count from the loop's cached time: never end early. */
 	event_base_update_cache_time(base);
-	tv.tv_sec = (time_t)secs;
-	tv.tv_usec = (suseconds_t)((secs - (double)tv.tv_sec) * 1e6);
-	evtimer_add(r->timer, &tv);
+	forward_arm(r, secs);
 	log_warnx("route %s: rate limited by the upstream for %.1fs", r->name,
 	    secs);
-}
-
-/* A rate-limited batch: keep it for the end of the window. */
-static void
-forward_limited(struct batch *b, double secs, const char *why)
-{
-	struct route	*r = b->r;
-
-	if (!r->configured || b->gen != r->gen) {
-		forward_forget(b);
-		return;
-	}
-	forward_batch_reset(b);
-	TAILQ_INSERT_HEAD(&r->retry, b, entry);
-	stats.retried += b->n;
-	snprintf(r->last_error, sizeof r->last_error, "%s", why);
-	forward_limit(r, secs);
 }
 
 /*
@@ -662,6 +674,14 @@ forward_dead(struct batch *b, int status, const char *why)
 	forward_batch_free(b);
 }
 
+/* 408, 429, 5xx and anything not final (1xx, 3xx) are tried again. */
+static int
+forward_retryable(long status)
+{
+	return status == 408 || status == 429 || status >= 500 ||
+	    status < 400;
+}
+
 static void
 forward_done_cb(CURL *easy, CURLcode res, long status, void *arg)
 {
@@ -669,37 +689,35 @@ forward_done_cb(CURL *easy, CURLcode res, long status, void *arg)
 	struct route	*r = b->r;
 	char		 why[CURL_ERROR_SIZE + 64];
 	double		 limit = 0;
-	int		 stale;
 
 	(void)easy;
 	TAILQ_REMOVE(&r->flying, b, entry);
 	r->inflight--;
-	if (res == CURLE_OK)
+	/* A stale batch's upstream sets no window on the route. */
+	if (res == CURLE_OK && !forward_stale(b))
 		limit = forward_limit_secs(b, status);
 	if (res != CURLE_OK) {
 		snprintf(why, sizeof why, "%s", b->errbuf[0] != '\0' ?
 		    b->errbuf : curl_easy_strerror(res));
 		forward_retry(b, why);
 	} else if (status >= 200 && status < 300) {
-		stale = b->gen != r->gen || !r->configured;
 		forward_success(b);
-		if (limit > 0 && !stale)
+		if (limit > 0)
 			forward_limit(r, limit);
-	} else if (limit > 0 && (status == 408 || status == 429 ||
-	    status >= 500 || status < 400)) {
+	} else if (forward_retryable(status) && limit > 0) {
+		/* kept for the end of the window */
 		snprintf(why, sizeof why, "HTTP %ld (rate limited)", status);
-		forward_limited(b, limit, why);
-	} else if (status == 408 || status == 429 || status >= 500 ||
-	    status < 400) {
+		if (forward_keep(b, why))
+			forward_limit(r, limit);
+	} else if (forward_retryable(status)) {
 		snprintf(why, sizeof why, "HTTP %ld%s", status,
 		    status >= 300 && status < 400 ?
 		    " (redirects are not followed)" : "");
 		forward_retry(b, why);
 	} else {
-		stale = b->gen != r->gen || !r->configured;
 		snprintf(why, sizeof why, "HTTP %ld", status);
 		forward_dead(b, (int)status, why);
-		if (limit > 0 && !stale)
+		if (limit > 0)
 			forward_limit(r, limit);
 	}
 	forward_pump(r);
