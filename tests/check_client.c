@@ -30,6 +30,7 @@
 #include <cjson/cJSON.h>
 
 #include "clients/c/errrelay.h"
+#include "tests/check_run.h"
 
 #define SDK		"\"sdk\":\"liberrrelay/" PACKAGE_VERSION "\""
 #define SRV_EVENT_ID	"00112233445566778899aabbccddeeff"
@@ -873,12 +874,5 @@ client_suite(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 failed;
-
-	sr = srunner_create(client_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(client_suite());
 }

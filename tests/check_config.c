@@ -15,6 +15,7 @@
 #include <cjson/cJSON.h>
 
 #include "daemon/conf.h"
+#include "tests/check_run.h"
 
 static char	tmpdir[64];
 static char	conf[128];
@@ -783,12 +784,5 @@ config_suite(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 failed;
-
-	sr = srunner_create(config_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(config_suite());
 }

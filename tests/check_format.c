@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "daemon/format.h"
+#include "tests/check_run.h"
 
 START_TEST(test_rfc3339)
 {
@@ -224,12 +225,5 @@ format_suite(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 failed;
-
-	sr = srunner_create(format_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(format_suite());
 }

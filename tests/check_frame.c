@@ -15,6 +15,7 @@
 #include <check.h>
 
 #include "proto/frame.h"
+#include "tests/check_run.h"
 
 /* One item as the tests record it. */
 struct item {
@@ -609,12 +610,5 @@ frame_suite(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 failed;
-
-	sr = srunner_create(frame_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(frame_suite());
 }

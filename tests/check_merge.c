@@ -25,6 +25,7 @@
 #include "daemon/merge.h"
 #include "daemon/scope.h"
 #include "proto/msg.h"
+#include "tests/check_run.h"
 
 #define NOW	1700000123.5
 
@@ -970,12 +971,5 @@ merge_suite(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 failed;
-
-	sr = srunner_create(merge_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(merge_suite());
 }

@@ -18,6 +18,7 @@
 
 #include "proto/msg.h"
 #include "proto/reply.h"
+#include "tests/check_run.h"
 
 /* Parse s (its strlen) from an exact-size copy. */
 static int
@@ -1054,12 +1055,5 @@ msg_suite(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 failed;
-
-	sr = srunner_create(msg_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(msg_suite());
 }

@@ -20,6 +20,7 @@
 #include <cjson/cJSON.h>
 
 #include "daemon/prom.h"
+#include "tests/check_run.h"
 
 #define PROM_MAX_FAMILIES	128
 
@@ -575,12 +576,5 @@ prom_suite(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 failed;
-
-	sr = srunner_create(prom_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(prom_suite());
 }

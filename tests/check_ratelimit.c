@@ -11,6 +11,7 @@
 #include <check.h>
 
 #include "daemon/ratelimit.h"
+#include "tests/check_run.h"
 
 START_TEST(test_sentry_single)
 {
@@ -105,12 +106,5 @@ ratelimit_suite(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 failed;
-
-	sr = srunner_create(ratelimit_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(ratelimit_suite());
 }

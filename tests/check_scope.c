@@ -21,6 +21,7 @@
 
 #include "daemon/scope.h"
 #include "proto/msg.h"
+#include "tests/check_run.h"
 
 static const char *const set_names[MSG_F_COUNT] = {
 	"tags", "extra", "contexts", "user", "level", "transaction",
@@ -641,12 +642,5 @@ scope_suite(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 failed;
-
-	sr = srunner_create(scope_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(scope_suite());
 }

@@ -22,6 +22,7 @@
 #include <sqlite3.h>
 
 #include "store/spool.h"
+#include "tests/check_run.h"
 
 #define EID_A	"0123456789abcdef0123456789abcdef"
 #define EID_B	"11111111111111111111111111111111"
@@ -1300,12 +1301,5 @@ spool_suite(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 failed;
-
-	sr = srunner_create(spool_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(spool_suite());
 }
