@@ -26,7 +26,6 @@
 #include "config.h"
 
 #include <sys/socket.h>
-#include <sys/un.h>
 
 #include <errno.h>
 #include <stdarg.h>
@@ -37,6 +36,8 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+
+#include "bench/benchio.h"
 
 #define FM_DEFAULT_CONTROL	RUNSTATEDIR "/errrelay/control.sock"
 #define FM_SENTINEL		"fibermem-sentinel"
@@ -57,52 +58,12 @@ fm_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* A connected AF_UNIX stream socket to path, or -1 (errno set). */
-static int
-fm_connect(const char *path)
-{
-	struct sockaddr_un	sun;
-	int			fd;
-
-	memset(&sun, 0, sizeof sun);
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof sun.sun_path) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	memcpy(sun.sun_path, path, strlen(path) + 1);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) == -1)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static int
-fm_write_all(int fd, const char *buf, size_t len)
-{
-	ssize_t	n;
-
-	while (len > 0) {
-		if ((n = write(fd, buf, len)) == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int
 fm_flush(int fd)
 {
 	int	r;
 
-	r = fm_write_all(fd, fm_buf, fm_len);
+	r = bench_write_all(fd, fm_buf, fm_len);
 	fm_len = 0;
 	return r;
 }
@@ -144,12 +105,12 @@ fm_status(void)
 	cJSON			*o;
 	int			 fd;
 
-	if ((fd = fm_connect(fm_control_path)) == -1) {
+	if ((fd = bench_connect(fm_control_path)) == -1) {
 		fprintf(stderr, "errrelay-fibermem: %s: %s\n", fm_control_path,
 		    strerror(errno));
 		return NULL;
 	}
-	if (fm_write_all(fd, req, sizeof req - 1) == -1) {
+	if (bench_write_all(fd, req, sizeof req - 1) == -1) {
 		fprintf(stderr, "errrelay-fibermem: control write: %s\n",
 		    strerror(errno));
 		close(fd);
@@ -342,7 +303,7 @@ main(int argc, char **argv)
 	}
 	if ((base = fm_status_number("fibers")) < 0)
 		return 1;
-	if ((fd = fm_connect(fm_data_path)) == -1) {
+	if ((fd = bench_connect(fm_data_path)) == -1) {
 		fprintf(stderr, "errrelay-fibermem: %s: %s\n", fm_data_path,
 		    strerror(errno));
 		return 1;

@@ -13,7 +13,6 @@
 #include "config.h"
 
 #include <sys/socket.h>
-#include <sys/un.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -22,6 +21,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "bench/benchio.h"
 
 static const char	*sock_path;
 static int		 nconn = 4, nevents = 10000, window = 256, evsize = 1024;
@@ -37,41 +38,6 @@ now_mono(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int
-load_connect(void)
-{
-	struct sockaddr_un	sun;
-	int			fd;
-
-	memset(&sun, 0, sizeof sun);
-	sun.sun_family = AF_UNIX;
-	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", sock_path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) == -1)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static int
-write_all(int fd, const char *buf, size_t len)
-{
-	ssize_t	n;
-
-	while (len > 0) {
-		if ((n = write(fd, buf, len)) == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static void *
 load_thread(void *arg)
 {
@@ -81,7 +47,7 @@ load_thread(void *arg)
 	ssize_t	 n;
 	double	 t0;
 
-	if ((fd = load_connect()) == -1) {
+	if ((fd = bench_connect(sock_path)) == -1) {
 		perror("connect");
 		failed = 1;
 		return NULL;
@@ -95,7 +61,7 @@ load_thread(void *arg)
 	    "{\"op\":\"hello\",\"app\":\"load\",\"ack\":true}\n"
 	    "{\"op\":\"set\",\"fiber\":\"f%d\",\"tags\":{\"thread\":\"%d\"}}\n",
 	    t, t);
-	if (write_all(fd, buf, len) == -1) {
+	if (bench_write_all(fd, buf, len) == -1) {
 		failed = 1;
 		goto out;
 	}
@@ -109,7 +75,7 @@ load_thread(void *arg)
 			    "\"extra\":{\"pad\":\"%s\"}}}\n", sent + i, t,
 			    sent + i, pad);
 		t0 = now_mono();
-		if (write_all(fd, buf, len) == -1) {
+		if (bench_write_all(fd, buf, len) == -1) {
 			failed = 1;
 			goto out;
 		}
