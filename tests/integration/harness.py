@@ -394,6 +394,19 @@ class Daemon:
                                                          hit))
         return (p.returncode, out, err)
 
+    def wait_drained(self, timeout=15):
+        """Wait until routes[0] is "ok" and spool.rows is 0; returns
+        (rc, status)."""
+        def drained():
+            rc, st = self.status(with_rc=True)
+            routes = st.get("routes") or []
+            if routes and routes[0].get("state") == "ok" and \
+                    st.get("spool", {}).get("rows") == 0:
+                return rc, st
+            return None
+        return wait_until(drained, timeout, "routes[0].state back to "
+                          "\"ok\" and spool.rows == 0")
+
     def status(self, with_rc=False):
         """status --json, parsed.  Fails unless rc is 0 or 1."""
         rc, out, err = self.ctl("status", "--json")

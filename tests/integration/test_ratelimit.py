@@ -88,15 +88,7 @@ def scenario(name, headers):
           "the Retry-After: 30 beside X-Sentry-Rate-Limits was not used",
           min(later))
 
-    def recovered():
-        rc, st = dm.status(with_rc=True)
-        routes = st.get("routes") or []
-        if routes and routes[0].get("state") == "ok" and \
-                st.get("spool", {}).get("rows") == 0:
-            return rc, st
-        return None
-    rc, st = wait_until(recovered, 15, "routes[0].state back to \"ok\" and "
-                        "spool.rows == 0")
+    rc, st = dm.wait_drained(15)
     retried = counter(st, "retried")
     check(is_number(retried) and retried >= 1,
           "status counters.retried >= 1 (the limited batch)", retried)

@@ -67,15 +67,7 @@ def main():
     check(n503 >= K, "the stub answered 503 at least %d times" % K, n503)
     log("stub: %s" % stub.summary())
 
-    def recovered():
-        rc, st = dm.status(with_rc=True)
-        routes = st.get("routes") or []
-        if routes and routes[0].get("state") == "ok" and \
-                st.get("spool", {}).get("rows") == 0:
-            return rc, st
-        return None
-    rc, st = wait_until(recovered, 15, "routes[0].state back to \"ok\" and "
-                        "spool.rows == 0")
+    rc, st = dm.wait_drained(15)
     retried = counter(st, "retried")
     check(is_number(retried) and retried >= 1, "status counters.retried >= 1",
           retried)

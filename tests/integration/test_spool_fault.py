@@ -170,6 +170,24 @@ def log_count(dm, text):
     return dm.log_text().count(text)
 
 
+def start_committed(shim, stub, name, n, extra=None):
+    """A FaultDaemon (fault off) in subdir name relaying to stub over
+    http, with n events acked on a connection.  Returns (daemon, flag,
+    client, event_ids)."""
+    flag = os.path.join(tmpdir(), name + ".on")
+    up = {"type": "http", "url": "http://127.0.0.1:%d/ingest" % stub.port}
+    up.update(extra or {})
+    dm = FaultDaemon({"upstream": up}, dir=subdir(name), shim=shim,
+                     flag=flag)
+    dm.start()
+    c = Client(dm.socket, name="committed")
+    c.hello(ack=True)
+    ids = new_ids(n)
+    send_events(c, ids, "committed")
+    check_acks(c, ids, 0, 20, "before the fault")
+    return dm, flag, c, ids
+
+
 def phase1(shim):
     log("== phase 1: fault, no ack, recovery")
     gate = threading.Event()
@@ -179,19 +197,8 @@ def phase1(shim):
         return 200
     stub = Stub()
     stub.set_handler(hold)
-    d = subdir("phase1")
-    flag = os.path.join(tmpdir(), "fault1.on")
-    dm = FaultDaemon({"upstream": {"type": "http", "timeout": "110s",
-                                   "url": "http://127.0.0.1:%d/ingest"
-                                   % stub.port}},
-                     dir=d, shim=shim, flag=flag)
-    dm.start()
-
-    c1 = Client(dm.socket, name="before")
-    c1.hello(ack=True)
-    ids_n = new_ids(N)
-    send_events(c1, ids_n, "before")
-    check_acks(c1, ids_n, 0, 20, "before the fault")
+    dm, flag, c1, ids_n = start_committed(shim, stub, "phase1", N,
+                                          {"timeout": "110s"})
     wait_until(lambda: stub.count() >= 1, 15,
                "the daemon to send a first request (held open)")
     rc, st = dm.status(with_rc=True)
@@ -298,18 +305,7 @@ def phase1(shim):
 def phase2(shim):
     log("== phase 2: kill -9 while degraded, restart")
     stub = Stub(503)
-    d = subdir("phase2")
-    flag = os.path.join(tmpdir(), "fault2.on")
-    dm = FaultDaemon({"upstream": {"type": "http",
-                                   "url": "http://127.0.0.1:%d/ingest"
-                                   % stub.port}},
-                     dir=d, shim=shim, flag=flag)
-    dm.start()
-    c1 = Client(dm.socket, name="committed")
-    c1.hello(ack=True)
-    ids_n = new_ids(N2)
-    send_events(c1, ids_n, "committed")
-    check_acks(c1, ids_n, 0, 20, "before the fault")
+    dm, flag, c1, ids_n = start_committed(shim, stub, "phase2", N2)
     wait_until(lambda: stub.count(503) >= 1, 15,
                "the daemon to try the upstream (and get 503)")
 
