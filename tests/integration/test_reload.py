@@ -39,6 +39,19 @@ def hup(d, sections, what):
                "the daemon to log the SIGHUP (%s)" % what)
 
 
+def shop_to(base, stub):
+    """base with [route shop] sending over http to stub."""
+    cfg = dict(base)
+    cfg["route shop"] = {"type": "http", "batch_size": 100,
+                         "url": "http://127.0.0.1:%d/in" % stub.port}
+    return cfg
+
+
+def wait_shop_backoff(d, what):
+    wait_until(lambda: (route(d.status(), "shop") or {}).get("state") ==
+               "backoff", 15, what)
+
+
 def messages(path):
     return [e.get("message") for e in read_ndjson(path)]
 
@@ -99,18 +112,13 @@ def main():
     check(env == ["after"] * 3, "the new [scope] environment applies", env)
 
     # 4. changing an upstream: held events go to the new one at once
-    cfg3 = dict(cfg2)
-    cfg3["route shop"] = {"type": "http", "batch_size": 100,
-                          "url": "http://127.0.0.1:%d/in" % down.port}
-    hup(d, cfg3, "shop to a failing upstream")
+    to_down = shop_to(cfg2, down)
+    hup(d, to_down, "shop to a failing upstream")
     shop.send_events(5, "held")
-    wait_until(lambda: (route(d.status(), "shop") or {}).get("state") ==
-               "backoff", 15, "route shop in backoff on 503")
+    wait_shop_backoff(d, "route shop in backoff on 503")
     check(down.count(503) >= 1, "the failing upstream answered 503",
           down.summary())
-    cfg4 = dict(cfg2)
-    cfg4["route shop"] = {"type": "http", "batch_size": 100,
-                          "url": "http://127.0.0.1:%d/in" % good.port}
+    cfg4 = shop_to(cfg2, good)
     hup(d, cfg4, "shop to a working upstream")
     r = route(d.status(), "shop")
     check(r.get("state") == "ok" and r.get("retry_in_s") == 0,
@@ -124,13 +132,9 @@ def main():
           "each held event reached the new upstream exactly once", got)
 
     # 5. removing a route keeps its rows
-    cfg5 = dict(cfg4)
-    cfg5["route shop"] = {"type": "http", "batch_size": 100,
-                          "url": "http://127.0.0.1:%d/in" % down.port}
-    hup(d, cfg5, "shop to the failing upstream again")
+    hup(d, to_down, "shop to the failing upstream again")
     shop.send_events(4, "orphan")
-    wait_until(lambda: (route(d.status(), "shop") or {}).get("state") ==
-               "backoff", 15, "route shop in backoff again")
+    wait_shop_backoff(d, "route shop in backoff again")
     hup(d, {"upstream": {"type": "file", "path": outbox},
             "scope": {"environment": "after"}}, "route shop removed")
     rc, st = d.status(with_rc=True)
