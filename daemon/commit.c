@@ -343,14 +343,16 @@ commit_run(void)
  * errrelayctl dead --requeue: move dead-lettered events (the given
  * event_ids, or all when n is 0) back to the spool in a transaction of
  * their own, at once (no transaction is ever open between callbacks).
- * The rows get new ids, above every delivery cursor, and the routes are
- * kicked.  Refused while commits fail.  Returns 0 with *moved, or -1 with
- * *cause.
+ * each[i] gets the rows moved for ids[i], *moved the total.  The rows get
+ * new ids, above every delivery cursor, and the routes are kicked.
+ * Refused while commits fail.  Returns 0, or -1 with *cause.
  */
 int
-commit_requeue(const char *const *ids, size_t n, size_t *moved,
-    char **cause)
+commit_requeue(const char *const *ids, size_t n, size_t *each,
+    size_t *moved, char **cause)
 {
+	size_t	i;
+
 	*moved = 0;
 	if (degraded) {
 		xasprintf(cause, "the spool cannot be written right now "
@@ -359,16 +361,24 @@ commit_requeue(const char *const *ids, size_t n, size_t *moved,
 	}
 	if (spool_begin(spool, cause) == -1)
 		return -1;
-	if (spool_dead_requeue(spool, ids, n, moved, cause) == -1 ||
-	    spool_commit(spool, cause) == -1) {
-		spool_rollback(spool);
-		*moved = 0;
-		return -1;
+	if (n == 0 && spool_dead_requeue(spool, NULL, 0, moved, cause) == -1)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		if (spool_dead_requeue(spool, &ids[i], 1, &each[i],
+		    cause) == -1)
+			goto fail;
+		*moved += each[i];
 	}
+	if (spool_commit(spool, cause) == -1)
+		goto fail;
 	if (*moved > 0)
 		log_info("requeued %zu dead-lettered event(s)", *moved);
 	forward_kick(NULL);
 	return 0;
+fail:
+	spool_rollback(spool);
+	*moved = 0;
+	return -1;
 }
 
 static void

@@ -13,7 +13,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -229,91 +228,53 @@ control_dead(const cJSON *req)
 }
 
 /*
- * An event_id as a user may type it (dashes, upper case) in the form the
- * spool keeps: 32 lower-case hex digits.  Returns 0, or -1 if it is not
- * one.
- */
-static int
-control_event_id(const char *in, char out[33])
-{
-	size_t	j = 0;
-
-	for (; *in != '\0'; in++) {
-		if (*in == '-')
-			continue;
-		if (j == 32 || !isxdigit((unsigned char)*in))
-			return -1;
-		out[j++] = (char)tolower((unsigned char)*in);
-	}
-	out[j] = '\0';
-	return j == 32 ? 0 : -1;
-}
-
-/*
- * Requeue dead-lettered events: req "ids" lists event_ids, absent or
- * empty means all.  Ids that are not dead-lettered come back in
- * "not_found"; the others are requeued anyway.
+ * Requeue dead-lettered events: req "ids" lists event_ids (dashes and
+ * upper case allowed), absent or empty means all.  Ids with nothing
+ * dead-lettered come back in "not_found"; the others are requeued anyway.
  */
 static cJSON *
 control_requeue(const cJSON *req)
 {
-	const cJSON		*ids, *id;
-	struct spool_dead	*list = NULL;
-	size_t			 nlist = 0, n = 0, i, moved;
-	char			**want = NULL, *cause = NULL;
-	cJSON			*o, *missing;
-	int			 found;
+	const cJSON	*ids, *id;
+	size_t		 n = 0, i, moved, *each;
+	char		(*norm)[33], *cause = NULL;
+	const char	**want;
+	cJSON		*o, *missing;
 
 	ids = cJSON_GetObjectItemCaseSensitive(req, "ids");
 	if (ids != NULL && !cJSON_IsArray(ids))
 		return control_error("bad request: ids must be a list");
-	if (spool_dead_list(spool, &list, &nlist, &cause) == -1) {
-		o = control_error("reading the dead-letter table: %s", cause);
-		free(cause);
-		return o;
-	}
-	o = cJSON_CreateObject();
-	missing = cJSON_CreateArray();
+	norm = xcalloc((size_t)cJSON_GetArraySize(ids) + 1, sizeof *norm);
 	want = xcalloc((size_t)cJSON_GetArraySize(ids) + 1, sizeof *want);
+	each = xcalloc((size_t)cJSON_GetArraySize(ids) + 1, sizeof *each);
 	cJSON_ArrayForEach(id, ids) {
-		char	norm[33];
-
 		if (!cJSON_IsString(id) ||
-		    control_event_id(id->valuestring, norm) == -1) {
-			cJSON_Delete(o);
-			cJSON_Delete(missing);
-			for (i = 0; i < n; i++)
-				free(want[i]);
-			free(want);
-			spool_dead_free(list, nlist);
-			return control_error("bad request: an id is not an "
+		    msg_event_id_normalise(id->valuestring, norm[n]) == -1) {
+			o = control_error("bad request: an id is not an "
 			    "event_id (32 hex digits)");
+			goto out;
 		}
-		for (found = 0, i = 0; i < nlist && !found; i++)
-			found = strcmp(list[i].event_id, norm) == 0;
-		if (found)
-			want[n++] = xstrdup(norm);
-		else
-			cJSON_AddItemToArray(missing,
-			    cJSON_CreateString(norm));
+		want[n] = norm[n];
+		n++;
 	}
-	spool_dead_free(list, nlist);
-	moved = 0;
-	if ((ids == NULL || cJSON_GetArraySize(ids) == 0 || n > 0) &&
-	    commit_requeue((const char *const *)want, n, &moved,
-	    &cause) == -1) {
-		cJSON_Delete(o);
-		cJSON_Delete(missing);
+	if (commit_requeue(want, n, each, &moved, &cause) == -1) {
 		o = control_error("requeue failed: %s", cause);
 		free(cause);
-	} else {
-		cJSON_AddBoolToObject(o, "ok", 1);
-		cJSON_AddNumberToObject(o, "requeued", (double)moved);
-		cJSON_AddItemToObject(o, "not_found", missing);
+		goto out;
 	}
-	for (i = 0; i < n; i++)
-		free(want[i]);
+	o = cJSON_CreateObject();
+	cJSON_AddBoolToObject(o, "ok", 1);
+	cJSON_AddNumberToObject(o, "requeued", (double)moved);
+	missing = cJSON_AddArrayToObject(o, "not_found");
+	for (i = 0; i < n; i++) {
+		if (each[i] == 0)
+			cJSON_AddItemToArray(missing,
+			    cJSON_CreateString(norm[i]));
+	}
+out:
+	free(norm);
 	free(want);
+	free(each);
 	return o;
 }
 

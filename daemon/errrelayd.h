@@ -146,7 +146,7 @@ size_t		 commit_queued_bytes(void);
 void		 commit_expire(void);
 int		 commit_degraded(void);
 /* Requeue dead-lettered events now (n == 0: all).  Returns 0 or -1. */
-int		 commit_requeue(const char *const *ids, size_t n,
+int		 commit_requeue(const char *const *ids, size_t n, size_t *each,
 		     size_t *moved, char **cause);
 
 /* forward.c: delivery, per route. */

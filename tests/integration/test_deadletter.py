@@ -226,6 +226,11 @@ def main():
           "the requeued event is gone from the list, the others stay",
           (len(left), o.get("count")))
 
+    rc, out, err = dm.ctl("dead", "--requeue", "not-an-event-id")
+    check(rc == 1 and "event_id" in err and out == "",
+          "dead --requeue of a malformed id: exit 1, an error naming "
+          "event_id, nothing requeued", (rc, out, err))
+
     notdead = sorted(good)[0]
     two = sorted(bad413)[0]
     rc, out, err = dm.ctl("dead", "--requeue", notdead, two)
