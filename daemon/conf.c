@@ -498,12 +498,16 @@ config_parse_port(const char *s, size_t n)
 	return v >= 1 && v <= 65535 ? v : -1;
 }
 
-/* Check "host:port" or "[v6addr]:port".  0 or -1. */
-static int
-config_check_listen(const char *s)
+/*
+ * Check "host:port" or "[v6addr]:port" and, if host is not NULL, split
+ * it: *host gets a new string (no brackets), *port points into s.
+ * Returns 0, or -1 (nothing allocated) if s is neither form.
+ */
+int
+config_split_listen(const char *s, char **host, const char **port)
 {
-	const char	*close, *colon;
-	size_t		 i;
+	const char	*close, *colon, *h, *p;
+	size_t		 i, hlen;
 
 	if (*s == '[') {
 		if ((close = strchr(s, ']')) == NULL || close == s + 1 ||
@@ -514,18 +518,29 @@ config_check_listen(const char *s)
 			    s[i] != '.')
 				return -1;
 		}
-		return config_parse_port(close + 2, strlen(close + 2)) == -1 ?
-		    -1 : 0;
-	}
-	if ((colon = strchr(s, ':')) == NULL || colon == s ||
-	    strchr(colon + 1, ':') != NULL)
-		return -1;
-	for (i = 0; s + i < colon; i++) {
-		if (!isalnum((unsigned char)s[i]) && s[i] != '.' &&
-		    s[i] != '-' && s[i] != '_')
+		h = s + 1;
+		hlen = (size_t)(close - h);
+		p = close + 2;
+	} else {
+		if ((colon = strchr(s, ':')) == NULL || colon == s ||
+		    strchr(colon + 1, ':') != NULL)
 			return -1;
+		for (i = 0; s + i < colon; i++) {
+			if (!isalnum((unsigned char)s[i]) && s[i] != '.' &&
+			    s[i] != '-' && s[i] != '_')
+				return -1;
+		}
+		h = s;
+		hlen = (size_t)(colon - s);
+		p = colon + 1;
 	}
-	return config_parse_port(colon + 1, strlen(colon + 1)) == -1 ? -1 : 0;
+	if (config_parse_port(p, strlen(p)) == -1)
+		return -1;
+	if (host != NULL) {
+		*host = xstrndup(h, hlen);
+		*port = p;
+	}
+	return 0;
 }
 
 /* Check an http:// or https:// URL with a host and no blanks.  0 or -1. */
@@ -784,7 +799,7 @@ config_set_global(struct config_parse *p, const char *key, const char *value)
 		*sp = NULL;
 		if (*value == '\0')
 			break;
-		if (config_check_listen(value) == -1) {
+		if (config_split_listen(value, NULL, NULL) == -1) {
 			config_keyerr(p, key, "bad address \"%s\" (host:port "
 			    "or [v6addr]:port)", config_quote(value, q));
 			return;

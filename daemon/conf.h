@@ -106,6 +106,13 @@ struct config {
 struct config	*config_load(const char *path, char **cause);
 void		 config_free(struct config *);
 
+/*
+ * Check a listen address, "host:port" or "[v6addr]:port"; with host not
+ * NULL also split it (*host new, *port into s).  Returns 0 or -1.
+ */
+int		 config_split_listen(const char *s, char **host,
+		    const char **port);
+
 /* The route for an app name: its [route NAME] or the default. */
 const struct config_route *config_route_for(const struct config *,
 		    const char *app);

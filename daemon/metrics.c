@@ -129,28 +129,6 @@ metrics_accept_error_cb(struct evconnlistener *l, void *arg)
 }
 
 /*
- * Split "host:port" or "[v6addr]:port" (checked by conf.c) into a new
- * host string and the port text, which points into s.  Returns the host
- * (caller frees) or NULL if s is not of either form.
- */
-static char *
-metrics_split(const char *s, const char **port)
-{
-	const char	*end;
-
-	if (*s == '[') {
-		if ((end = strchr(s, ']')) == NULL || end[1] != ':')
-			return NULL;
-		*port = end + 2;
-		return xstrndup(s + 1, (size_t)(end - s - 1));
-	}
-	if ((end = strrchr(s, ':')) == NULL)
-		return NULL;
-	*port = end + 1;
-	return xstrndup(s, (size_t)(end - s));
-}
-
-/*
  * Listen on one resolved address and hand the socket to evhttp.  Returns
  * 0, or -1 with errno set and *what naming the call that failed.
  */
@@ -210,7 +188,7 @@ metrics_init(char **cause)
 
 	if (addr == NULL)
 		return 0;
-	if ((host = metrics_split(addr, &port)) == NULL) {
+	if (config_split_listen(addr, &host, &port) == -1) {
 		xasprintf(cause, "metrics_listen %s: not host:port", addr);
 		return -1;
 	}

@@ -729,6 +729,29 @@ START_TEST(test_size)
 }
 END_TEST
 
+/* The listen address split that metrics.c binds with. */
+START_TEST(test_split_listen)
+{
+	char		*host;
+	const char	*port;
+
+	ck_assert_int_eq(config_split_listen("127.0.0.1:9464", &host, &port),
+	    0);
+	ck_assert_str_eq(host, "127.0.0.1");
+	ck_assert_str_eq(port, "9464");
+	free(host);
+	ck_assert_int_eq(config_split_listen("[::1]:80", &host, &port), 0);
+	ck_assert_str_eq(host, "::1");
+	ck_assert_str_eq(port, "80");
+	free(host);
+	ck_assert_int_eq(config_split_listen("::1:80", NULL, NULL), -1);
+	ck_assert_int_eq(config_split_listen("[::1]80", NULL, NULL), -1);
+	ck_assert_int_eq(config_split_listen("host:", NULL, NULL), -1);
+	ck_assert_int_eq(config_split_listen(":80", NULL, NULL), -1);
+	ck_assert_int_eq(config_split_listen("host:70000", NULL, NULL), -1);
+}
+END_TEST
+
 START_TEST(test_type_names)
 {
 	ck_assert_str_eq(config_upstream_type_name(UPSTREAM_FILE), "file");
@@ -777,6 +800,7 @@ config_suite(void)
 	tcase_add_loop_test(tc, test_size, 0,
 	    (int)(sizeof sizes / sizeof sizes[0]));
 	tcase_add_test(tc, test_type_names);
+	tcase_add_test(tc, test_split_listen);
 	suite_add_tcase(s, tc);
 	return s;
 }
